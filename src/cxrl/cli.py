@@ -1,0 +1,63 @@
+"""The one entry point, ``cxrl``: parses arguments and calls the library. Thin by design.
+
+Each subcommand lives beside the code it drives and exposes ``add_cli(subparsers)``, which adds
+its parser and sets ``func``; only the chosen subcommand's module is imported (torch is slow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from cxrl import __version__
+from cxrl.errors import CxrlError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "phantom": ("cxrl.data.phantom.cli", "write a phantom dataset in the CheXpert or MIMIC-CXR-JPG layout"),
+    "prepare": ("cxrl.data.prepare", "read a dataset and build the preprocessed image cache"),
+    "inspect": ("cxrl.data.inspect", "counts, co-occurrence and label shift of a cache"),
+    "pretrain": ("cxrl.train", "pre-train an image encoder (simclr, moco, byol, swav, supervised)"),
+    "evaluate": ("cxrl.evaluate.cli", "linear probe or fine-tuning across label fractions"),
+    "compare": ("cxrl.evaluate.compare", "one table of several encoders' evaluations"),
+    "demo": ("cxrl.demo", "phantom -> cache -> SimCLR -> evaluation, end to end"),
+}
+
+
+def _parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxrl", description="Chest X-ray representation learning.")
+    parser.add_argument("--version", action="version", version=f"cxrl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        if name == command:
+            importlib.import_module(module).add_cli(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``cxrl``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if a in COMMANDS), None)
+    args = _parser(command).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.command is None:
+        _parser(None).print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CxrlError as e:
+        print(f"cxrl {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cxrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The canonical record table: one row per image, the same columns for every dataset.
+
+Columns: ``image_path`` (absolute), ``patient_id``, ``study_id``, ``view`` (PA, AP, LATERAL, LL, OTHER),
+``sex`` (M, F or None), ``age`` (float, NaN unknown), ``split`` (train, valid, test), ``dataset``, then one
+float column per canonical pathology (1, 0, -1 uncertain, NaN not mentioned). Datasets may add
+``report_path``, ``report_text``, ``boxes`` (JSON list of {label, x, y, w, h} in source pixels),
+``mask_rle`` and ``mask_format``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxrl.data.labels import PATHOLOGIES
+from cxrl.errors import DataError
+
+BASE_COLUMNS: tuple[str, ...] = (
+    "image_path",
+    "patient_id",
+    "study_id",
+    "view",
+    "sex",
+    "age",
+    "split",
+    "dataset",
+)
+VIEWS: tuple[str, ...] = ("PA", "AP", "LATERAL", "LL", "OTHER")
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+DATASETS: dict[str, str] = {
+    "chexpert": "cxrl.data.sources.chexpert",
+    "mimic": "cxrl.data.sources.mimic",
+    "nih": "cxrl.data.sources.nih",
+    "rsna": "cxrl.data.sources.rsna",
+    "siim": "cxrl.data.sources.siim",
+    "covidx": "cxrl.data.sources.covidx",
+    "object-cxr": "cxrl.data.sources.object_cxr",
+}
+
+
+def load_records(dataset: str, root: str | Path, **options: Any) -> pd.DataFrame:
+    """Read ``dataset`` as distributed under ``root`` into the canonical record table.
+
+    Never opens image files. ``options`` go to the dataset's reader (e.g. ``uncertainty=``).
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"{dataset} root {root} is not a folder")
+    reader = importlib.import_module(DATASETS[dataset])
+    return finalize_records(reader.load(root, **options), dataset)
+
+
+def finalize_records(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Add missing canonical columns, order them, check the vocabulary; returns a new frame."""
+    df = frame.copy()
+    df["dataset"] = dataset
+    for col in BASE_COLUMNS:
+        if col not in df:
+            df[col] = None
+    for p in PATHOLOGIES:
+        df[p] = df[p].astype("float32") if p in df else pd.Series(float("nan"), index=df.index, dtype="float32")
+    bad_views = sorted(set(df["view"].dropna()) - set(VIEWS))
+    if bad_views:
+        raise DataError(f"{dataset}: view values {bad_views} are outside {VIEWS}")
+    bad_splits = sorted(set(df["split"].dropna()) - set(SPLITS))
+    if bad_splits:
+        raise DataError(f"{dataset}: split values {bad_splits} are outside {SPLITS}")
+    df["age"] = pd.to_numeric(df["age"], errors="coerce").astype("float32")
+    for col in ("patient_id", "study_id"):
+        df[col] = df[col].astype(str)
+    extras = [c for c in df.columns if c not in BASE_COLUMNS and c not in PATHOLOGIES]
+    return df[list(BASE_COLUMNS) + list(PATHOLOGIES) + extras].reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""One reader per dataset; each exposes ``load(root: Path, **options) -> DataFrame``."""

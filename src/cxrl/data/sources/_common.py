@@ -1,0 +1,200 @@
+"""Pieces shared by the dataset readers: locating files, checking label values, listing skipped rows,
+boxes as JSON, the "No Finding" rule, the view filter and the uncertainty option."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cxrl.data.labels import PATHOLOGIES, apply_uncertainty_policy
+from cxrl.data.records import VIEWS
+from cxrl.errors import ConfigError, DataError
+
+log = logging.getLogger("cxrl.data.sources")
+
+COMPRESSION_SUFFIXES: tuple[str, ...] = ("", ".gz", ".zip")
+LABEL_VALUES: tuple[float, ...] = (1.0, 0.0, -1.0)
+NOT_FINDINGS: frozenset[str] = frozenset({"No Finding", "Support Devices"})
+FINDINGS: tuple[str, ...] = tuple(p for p in PATHOLOGIES if p not in NOT_FINDINGS)
+
+
+def find_file(root: Path, *names: str) -> Path | None:
+    """The first of ``names`` under ``root`` that exists, each also tried with ``.gz`` and ``.zip`` appended."""
+    for name in names:
+        for suffix in COMPRESSION_SUFFIXES:
+            path = root / f"{name}{suffix}"
+            if path.is_file():
+                return path
+    return None
+
+
+def require_file(root: Path, dataset: str, *names: str) -> Path:
+    """Like :func:`find_file`, but a missing file is a :class:`DataError` listing what was looked for."""
+    path = find_file(root, *names)
+    if path is None:
+        raise DataError(f"{dataset}: none of {', '.join(names)} (plain, .gz or .zip) is in {root}")
+    return path
+
+
+def read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
+    """``pandas.read_csv`` whose parse errors name the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (ValueError, UnicodeDecodeError, EOFError, OSError) as err:
+        raise DataError(f"cannot read {path}: {err}") from err
+
+
+def require_columns(frame: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
+    """Raise a :class:`DataError` naming the file and the header if any of ``columns`` is absent."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; header is {list(frame.columns)}")
+
+
+def csv_lines(index: pd.Index) -> np.ndarray:
+    """1-based file line numbers of rows read by ``read_csv`` with a one-line header (no quoted newlines)."""
+    return np.asarray(index, dtype=np.int64) + 2
+
+
+@dataclass
+class Skipped:
+    """Rows a reader left out, as ``"file:line: reason"``; attached to the result as ``frame.attrs["skipped"]``."""
+
+    entries: list[str] = field(default_factory=list)
+
+    def add(self, path: Path | str, line: int | None, reason: str) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        self.entries.append(f"{where}: {reason}")
+
+    def add_rows(self, path: Path, lines: Iterable[int], reasons: Iterable[str]) -> None:
+        for line, reason in zip(lines, reasons, strict=True):
+            self.add(path, int(line), reason)
+
+    def attach(self, frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+        """Store the list on ``frame`` and log a one-line summary when anything was skipped."""
+        frame.attrs["skipped"] = list(self.entries)
+        if self.entries:
+            log.warning(
+                "%s: skipped %d row(s), first: %s (all in frame.attrs['skipped'])",
+                dataset,
+                len(self.entries),
+                self.entries[0],
+            )
+        return frame
+
+
+def coerce_labels(frame: pd.DataFrame, columns: Sequence[str], path: Path, skipped: Skipped) -> pd.DataFrame:
+    """Make ``columns`` float32 with values 1/0/-1/NaN; rows holding anything else are dropped and listed."""
+    bad = pd.Series(False, index=frame.index)
+    reasons = pd.Series("", index=frame.index, dtype=object)
+    out = frame.copy()
+    for col in columns:
+        raw = frame[col]
+        value = pd.to_numeric(raw, errors="coerce")
+        wrong = (value.isna() & raw.notna()) | (value.notna() & ~value.isin(LABEL_VALUES))
+        for i in wrong[wrong].index.difference(bad[bad].index):
+            reasons[i] = f"{col}={raw[i]!r} is not 1, 0, -1 or blank"
+        bad |= wrong
+        out[col] = value.astype("float32")
+    skipped.add_rows(path, csv_lines(frame.index[bad]), reasons[bad])
+    return out[~bad]
+
+
+def no_finding(labels: pd.DataFrame, findings: Sequence[str]) -> pd.Series:
+    """The CheXpert labeler's "No Finding" rule for datasets that have no such column (Irvin et al. 2019, Sec. 3).
+
+    1 when none of ``findings`` is positive or uncertain, 0 when one is positive, NaN when the only signal is
+    uncertain (CheXpert leaves No Finding blank there). "Support Devices" is not a finding: CheXpert marks
+    studies with devices and No Finding together (8,808 train images), so do not pass it in ``findings``.
+    Findings missing from ``labels`` are ignored.
+    """
+    present = [f for f in findings if f in labels]
+    values = labels[present].to_numpy(dtype=np.float32)
+    result = np.where((values == 1).any(axis=1), 0.0, np.where((values == -1).any(axis=1), np.nan, 1.0))
+    return pd.Series(result.astype(np.float32), index=labels.index, name="No Finding")
+
+
+def filter_views(frame: pd.DataFrame, views: Sequence[str] | None) -> pd.DataFrame:
+    """Rows whose ``view`` is in ``views`` (all rows when ``views`` is None)."""
+    if views is None:
+        return frame
+    if isinstance(views, str):
+        views = [views]
+    unknown = sorted(set(views) - set(VIEWS))
+    if unknown:
+        raise ConfigError(f"views {unknown} are not in {list(VIEWS)}")
+    return frame[frame["view"].isin(list(views))]
+
+
+def apply_uncertainty(frame: pd.DataFrame, policy: str | None, columns: Sequence[str] = PATHOLOGIES) -> pd.DataFrame:
+    """Apply :func:`cxrl.data.labels.apply_uncertainty_policy` to the label ``columns`` present (None: keep -1)."""
+    if policy is None:
+        return frame
+    present = [c for c in columns if c in frame]
+    out = frame.copy()
+    out[present] = apply_uncertainty_policy(out[present].to_numpy(dtype=np.float32), policy)
+    return out
+
+
+def boxes_json(keys: pd.Series, boxes: pd.DataFrame) -> pd.Series:
+    """One JSON list of box objects per distinct key (index = key), in the order the rows come.
+
+    ``boxes`` is row-aligned with ``keys`` and has at least ``label, x, y, w, h`` (source pixels, top-left
+    corner); any further columns (e.g. ``rad_id``) are written into each object too.
+    """
+    records = boxes.to_dict("records")
+    items = pd.Series([json.dumps(_clean(r)) for r in records], index=keys.index)
+    joined = items.groupby(keys.to_numpy(), sort=False).agg(",".join)
+    return "[" + joined + "]"
+
+
+def _clean(record: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-safe values: numpy scalars to Python, float coordinates rounded to 0.01 px."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, (float, np.floating)):
+            value = round(float(value), 2)
+        elif isinstance(value, np.integer):
+            value = int(value)
+        out[key] = value
+    return out
+
+
+def index_images(folders: Iterable[Path], suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """Map file name to path for every file ending in ``suffixes`` under the existing ``folders`` (walked)."""
+    found: dict[str, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for dirpath, _, files in os.walk(folder):
+            for name in files:
+                if name.lower().endswith(suffixes):
+                    found.setdefault(name, Path(dirpath) / name)
+    return found
+
+
+def paths_under(root: Path, relative: pd.Series) -> pd.Series:
+    """Absolute ``image_path`` strings: ``root`` joined with each relative path (vectorized)."""
+    return root.as_posix() + "/" + relative.astype(str)
+
+
+def extract(series: pd.Series, pattern: str) -> pd.DataFrame:
+    """One column per named group of ``pattern`` (RE2 syntax, searched, vectorized by pyarrow).
+
+    Rows that do not match, and groups that took no part in the match, are NaN.
+    """
+    matches = pc.extract_regex(pa.array(series.astype(object), type=pa.string(), from_pandas=True), pattern)
+    columns = {f.name: matches.field(i).to_numpy(zero_copy_only=False) for i, f in enumerate(matches.type)}
+    frame = pd.DataFrame(columns, index=series.index, dtype=object)
+    frame[~matches.is_valid().to_numpy(zero_copy_only=False)] = None
+    return frame.replace("", None).astype("str")

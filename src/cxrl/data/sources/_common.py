@@ -76,7 +76,11 @@ class Skipped:
         where = f"{path}:{line}" if line is not None else f"{path}"
         self.entries.append(f"{where}: {reason}")
 
-    def add_rows(self, path: Path, lines: Iterable[int], reasons: Iterable[str]) -> None:
+    def add_rows(self, path: Path, lines: Iterable[int], reasons: str | Iterable[str]) -> None:
+        """One entry per line; ``reasons`` is one string for all lines or one per line."""
+        lines = list(lines)
+        if isinstance(reasons, str):
+            reasons = [reasons] * len(lines)
         for line, reason in zip(lines, reasons, strict=True):
             self.add(path, int(line), reason)
 
@@ -85,7 +89,7 @@ class Skipped:
         frame.attrs["skipped"] = list(self.entries)
         if self.entries:
             log.warning(
-                "%s: skipped %d row(s), first: %s (all in frame.attrs['skipped'])",
+                "%s: skipped %d row(s) or file(s), first: %s (all in frame.attrs['skipped'])",
                 dataset,
                 len(self.entries),
                 self.entries[0],

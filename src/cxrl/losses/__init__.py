@@ -1,1 +1,28 @@
-"""cxrl.losses"""
+"""Losses as functions (and one queue module) on tensors; each docstring names its paper and equation."""
+
+from cxrl.losses.byol import byol_loss
+from cxrl.losses.contrastive import FeatureQueue, info_nce, moco_v3_loss, nt_xent
+from cxrl.losses.supervised import (
+    focal_loss,
+    inverse_frequency_weights,
+    masked_bce,
+    multiclass_uncertainty_ce,
+    multiclass_uncertainty_probability,
+    positive_weights,
+)
+from cxrl.losses.swav import swav_loss
+
+__all__ = [
+    "FeatureQueue",
+    "byol_loss",
+    "focal_loss",
+    "info_nce",
+    "inverse_frequency_weights",
+    "masked_bce",
+    "moco_v3_loss",
+    "multiclass_uncertainty_ce",
+    "multiclass_uncertainty_probability",
+    "nt_xent",
+    "positive_weights",
+    "swav_loss",
+]

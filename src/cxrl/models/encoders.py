@@ -1,0 +1,144 @@
+"""Image encoders behind one door: ``create_encoder(name)`` -> a module mapping ``(B, C, H, W)`` to ``(B, F)``.
+
+Aliases name timm models (built with ``pretrained=False``, ``num_classes=0``: pooled features) plus ``tiny_cnn``, a
+small CNN for CPU tests. Any other timm model is reachable as ``timm:NAME`` and any torchvision classifier as
+``torchvision:NAME``. Nothing is downloaded unless ``weights="hub:..."`` asks for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from cxrl.errors import ConfigError
+
+TIMM_ALIASES = {
+    "resnet10t": "resnet10t",
+    "resnet18": "resnet18",
+    "resnet50": "resnet50",
+    "densenet121": "densenet121",
+    "convnext_tiny": "convnext_tiny",
+    "vit_small": "vit_small_patch16_224",
+    "vit_base": "vit_base_patch16_224",
+}
+PREFIXES = ("timm:", "torchvision:")
+
+
+class Encoder(nn.Module):
+    """A backbone returning pooled features, with the facts needed to rebuild it.
+
+    Attributes:
+        name: the name given to ``create_encoder``.
+        num_features: width of the pooled feature vector.
+        build_kwargs: keyword arguments that rebuild the same architecture (saved with exported weights).
+    """
+
+    def __init__(self, backbone: nn.Module, name: str, num_features: int, build_kwargs: dict[str, Any]):
+        super().__init__()
+        self.backbone = backbone
+        self.name = name
+        self.num_features = num_features
+        self.build_kwargs = build_kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+class TinyCNN(nn.Module):
+    """Four stride-2 stages of two 3x3 conv-BN-ReLU blocks, then global average pooling (~0.46 M parameters)."""
+
+    def __init__(self, in_chans: int = 1, widths: tuple[int, ...] = (32, 64, 96, 128)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in widths:
+            layers += [*_conv_bn_relu(in_chans, width, stride=2), *_conv_bn_relu(width, width, stride=1)]
+            in_chans = width
+        self.features = nn.Sequential(*layers)
+        self.num_features = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+    return [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def list_encoders() -> list[str]:
+    """Names ``create_encoder`` accepts, besides the ``timm:NAME`` and ``torchvision:NAME`` forms."""
+    return sorted([*TIMM_ALIASES, "tiny_cnn"])
+
+
+def create_encoder(name: str, in_chans: int = 1, weights: str | Path | None = None, **kwargs: Any) -> Encoder:
+    """Build encoder ``name`` for ``in_chans``-channel input, optionally loading ``weights``.
+
+    Args:
+        name: an alias from ``list_encoders()``, ``timm:NAME`` or ``torchvision:NAME``.
+        in_chans: input channels (1 for the canonical CXR tensor).
+        weights: None (random init), a file (``.safetensors``, or ``.pt/.pth/.bin/.ckpt`` read with
+            ``weights_only=True``), a cxrl run directory, or ``hub:`` / ``hub:TIMM_NAME`` for timm's pretrained
+            weights (needs internet or a filled Hugging Face cache).
+        **kwargs: passed to the model constructor (e.g. ``img_size=`` for ViTs, which also accept any multiple of
+            the patch size at run time).
+    """
+    backbone = _build_backbone(name, in_chans, kwargs)
+    encoder = Encoder(backbone, name, _num_features(backbone, name), {"in_chans": in_chans, **kwargs})
+    if weights is not None:
+        from cxrl.models.weights import load_weights
+
+        load_weights(encoder, weights)
+    return encoder
+
+
+def _build_backbone(name: str, in_chans: int, kwargs: dict[str, Any]) -> nn.Module:
+    if name == "tiny_cnn":
+        return TinyCNN(in_chans, **kwargs)
+    if name.startswith("torchvision:"):
+        return _torchvision_backbone(name.removeprefix("torchvision:"), in_chans, kwargs)
+    timm_name = TIMM_ALIASES.get(name) or (name.removeprefix("timm:") if name.startswith("timm:") else None)
+    if timm_name is None:
+        raise ConfigError(
+            f"unknown encoder {name!r}; known: {', '.join(list_encoders())}, or timm:NAME / torchvision:NAME"
+        )
+    if timm_name.startswith("vit_"):
+        kwargs = {"dynamic_img_size": True, **kwargs}
+    try:
+        return timm.create_model(timm_name, pretrained=False, in_chans=in_chans, num_classes=0, **kwargs)
+    except (RuntimeError, TypeError) as e:  # timm: unknown model / unexpected keyword
+        raise ConfigError(f"encoder {name!r}: timm could not build {timm_name!r} with {kwargs}: {e}") from e
+
+
+def _torchvision_backbone(name: str, in_chans: int, kwargs: dict[str, Any]) -> nn.Module:
+    """A torchvision classifier with its last Linear layer removed and its first conv taking ``in_chans``."""
+    import torchvision
+
+    try:
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"encoder 'torchvision:{name}': {e}") from e
+    linear_name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    model.num_features = model.get_submodule(linear_name).in_features
+    model.set_submodule(linear_name, nn.Identity())
+    conv_name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    if conv.in_channels != in_chans:
+        model.set_submodule(conv_name, _with_in_chans(conv, in_chans))
+    return model
+
+
+def _with_in_chans(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:
+    return nn.Conv2d(
+        in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups,
+        conv.bias is not None, conv.padding_mode,
+    )
+
+
+def _num_features(backbone: nn.Module, name: str) -> int:
+    num = getattr(backbone, "num_features", None)
+    if not isinstance(num, int):
+        raise ConfigError(f"encoder {name!r}: cannot tell the width of its pooled features")
+    return num

@@ -1,0 +1,105 @@
+"""Exported encoders: ``encoder.safetensors`` (weights, never pickled) + ``encoder.json`` (how to rebuild and feed it).
+
+The JSON sidecar is also stored in the safetensors header, so a lone ``.safetensors`` file still loads.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from cxrl import intensity
+from cxrl.errors import ConfigError, DataError
+from cxrl.models.encoders import Encoder, create_encoder
+from cxrl.models.weights import load_state_into, read_state_dict
+
+WEIGHTS_FILE = "encoder.safetensors"
+META_FILE = "encoder.json"
+REQUIRED_META = ("image_size", "method", "config")
+_HEADER_KEY = "cxrl_meta"
+
+
+def save_encoder(run_dir: str | Path, encoder: Encoder, meta: dict[str, Any]) -> Path:
+    """Write ``run_dir/encoder.safetensors`` and ``run_dir/encoder.json``; return the weights path.
+
+    ``meta`` must hold ``image_size``, ``method`` and ``config``; this adds ``backbone``, ``build_kwargs``,
+    ``num_features``, ``intensity`` (the canonical convention) and ``versions`` (cxrl, torch, timm).
+    """
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ConfigError(f"save_encoder: meta lacks {missing}; it must hold {list(REQUIRED_META)}")
+    if meta.get("backbone", encoder.name) != encoder.name:
+        raise ConfigError(f"save_encoder: meta names backbone {meta['backbone']!r} but the encoder is {encoder.name!r}")
+    full = {
+        **meta,
+        "backbone": encoder.name,
+        "build_kwargs": encoder.build_kwargs,
+        "num_features": encoder.num_features,
+        "intensity": intensity.CONVENTION,
+        "versions": {**meta.get("versions", {}), **_versions()},
+    }
+    text = json.dumps(full, indent=2, sort_keys=True, default=str)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.state_dict().items()}
+    save_file(tensors, run_dir / WEIGHTS_FILE, metadata={_HEADER_KEY: text})
+    (run_dir / META_FILE).write_text(text + "\n")
+    return run_dir / WEIGHTS_FILE
+
+
+def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
+    """Rebuild an exported encoder from a run directory or its ``.safetensors`` file; return it (eval mode) and meta."""
+    weights = Path(path) / WEIGHTS_FILE if Path(path).is_dir() else Path(path)
+    if not weights.is_file():
+        raise DataError(f"load_encoder: {weights} does not exist")
+    meta = read_meta(weights)
+    if meta.get("intensity") != intensity.CONVENTION:
+        raise DataError(
+            f"{weights}: trained with intensity convention {meta.get('intensity')}, "
+            f"but this cxrl feeds models {intensity.CONVENTION}"
+        )
+    build_kwargs = dict(meta.get("build_kwargs", {}))
+    encoder = create_encoder(meta["backbone"], **build_kwargs)
+    load_state_into(encoder, read_state_dict(weights), str(weights), strict=True)
+    return encoder.eval(), meta
+
+
+def read_meta(weights: Path) -> dict[str, Any]:
+    """The sidecar ``encoder.json`` beside ``weights``, else the copy in the safetensors header."""
+    sidecar = weights.with_name(META_FILE)
+    source = sidecar if sidecar.is_file() else weights
+    text = sidecar.read_text() if sidecar.is_file() else _header_meta(weights)
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{source}: encoder metadata is not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or "backbone" not in meta:
+        raise DataError(f"{source}: encoder metadata lacks 'backbone'")
+    return meta
+
+
+def _header_meta(weights: Path) -> str:
+    try:
+        with safe_open(weights, framework="pt") as f:
+            header = (f.metadata() or {}).get(_HEADER_KEY)
+    except Exception as e:  # safetensors raises its own error types for a corrupt header
+        raise DataError(f"{weights}: not a readable safetensors file ({type(e).__name__}: {e})") from e
+    if header is None:
+        raise DataError(f"{weights}: no {META_FILE} beside it and no cxrl metadata in its header")
+    return header
+
+
+def _versions() -> dict[str, str]:
+    out = {"torch": torch.__version__}
+    for package in ("cxrl", "timm"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "unknown"
+    return out

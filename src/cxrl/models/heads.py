@@ -1,0 +1,44 @@
+"""Projection and prediction heads: thin factories over lightly's heads, dimensions as arguments.
+
+Each head maps encoder features ``(B, input_dim)`` to embeddings; the layer specs follow the papers named below.
+"""
+
+from __future__ import annotations
+
+from lightly.models.modules import heads
+from torch import nn
+
+
+def simclr_projection(input_dim: int, hidden_dim: int = 2048, output_dim: int = 128, num_layers: int = 2) -> nn.Module:
+    """SimCLR (Chen et al. 2020) MLP with batch norm: Linear-BN-ReLU x (num_layers - 1), then Linear-BN."""
+    return heads.SimCLRProjectionHead(input_dim, hidden_dim, output_dim, num_layers=num_layers, batch_norm=True)
+
+
+def moco_projection(
+    input_dim: int, hidden_dim: int = 2048, output_dim: int = 128, num_layers: int = 2, batch_norm: bool = False
+) -> nn.Module:
+    """MoCo v2 (Chen et al. 2020): 2 layers, no BN. MoCo v3 (Chen et al. 2021): ``num_layers=3, batch_norm=True``."""
+    return heads.MoCoProjectionHead(input_dim, hidden_dim, output_dim, num_layers=num_layers, batch_norm=batch_norm)
+
+
+def byol_projection(input_dim: int, hidden_dim: int = 4096, output_dim: int = 256) -> nn.Module:
+    """BYOL (Grill et al. 2020) projector: Linear-BN-ReLU-Linear."""
+    return heads.BYOLProjectionHead(input_dim, hidden_dim, output_dim)
+
+
+def byol_prediction(input_dim: int = 256, hidden_dim: int = 4096, output_dim: int = 256) -> nn.Module:
+    """BYOL predictor q_theta: same shape as the projector, applied to the online branch only."""
+    return heads.BYOLPredictionHead(input_dim, hidden_dim, output_dim)
+
+
+def swav_projection(input_dim: int, hidden_dim: int = 2048, output_dim: int = 128) -> nn.Module:
+    """SwAV (Caron et al. 2020) projector: Linear-BN-ReLU-Linear; L2-normalize its output before the prototypes."""
+    return heads.SwaVProjectionHead(input_dim, hidden_dim, output_dim)
+
+
+def swav_prototypes(input_dim: int = 128, n_prototypes: int = 3000, n_steps_frozen_prototypes: int = 0) -> nn.Module:
+    """SwAV prototypes C (a Linear layer); call ``.normalize()`` before each step to keep them on the sphere.
+
+    With ``n_steps_frozen_prototypes > 0`` the forward needs ``step=`` (prototypes stay fixed early in training).
+    """
+    return heads.SwaVPrototypes(input_dim, n_prototypes, n_steps_frozen_prototypes=n_steps_frozen_prototypes)

@@ -1,0 +1,270 @@
+"""CXR-safe augmented views, batched on tensors and seeded per sample.
+
+A view function maps a uint8 batch ``(B, H, W)`` and one int64 seed per sample to a list of normalized float
+views ``(B, 1, s, s)``. Each sample's random parameters come from its own generator, seeded by its seed and the
+view's index, so a sample's views do not depend on the batch it sits in, the worker or the process.
+
+Geometry (random resized crop, rotation, translation, optional horizontal flip) is one affine matrix per sample,
+applied with a single ``affine_grid`` + ``grid_sample`` per view; padding is black (air). There is never a vertical
+flip (the apices are at the top) and horizontal flips are off by default (laterality: heart on the patient's left).
+Intensity ops are brightness, contrast and gamma (no hue/saturation: radiographs are grey), a per-sample Gaussian
+blur and additive Gaussian noise (the CovidPrognosis recipe that lightly's X-ray tutorial follows).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cxrl import intensity
+from cxrl.errors import ConfigError
+
+ViewFn = Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]
+
+# Positions of each sample's uniform draws; a fixed layout keeps the parameters of one op independent of the others.
+_AREA, _RATIO, _CX, _CY, _ANGLE, _TX, _TY, _FLIP, _JITTER, _BRIGHT, _CONTRAST, _GAMMA_ON, _GAMMA, _BLUR_ON, _SIGMA, \
+    _NOISE_ON = range(16)
+_N_DRAWS = 16
+
+
+@dataclass
+class ViewConfig:
+    """One augmented view. Sizes in output pixels; intensities on the [0, 1] scale before normalization."""
+
+    size: int = 224
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # fraction of the image area kept: most of the chest
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # width / height of the crop
+    rotation_deg: float = 10.0  # uniform in [-r, r]
+    translate: float = 0.05  # fraction of the image side, uniform in [-t, t] per axis
+    hflip_p: float = 0.0  # off by default: laterality matters on a chest radiograph
+    jitter_p: float = 0.8  # probability of brightness + contrast jitter
+    brightness: float = 0.2  # factor uniform in [1 - b, 1 + b]
+    contrast: float = 0.2  # factor uniform in [1 - c, 1 + c] around the image mean
+    gamma_p: float = 0.5
+    gamma: tuple[float, float] = (0.8, 1.25)  # log-uniform exponent
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # output pixels
+    noise_p: float = 0.0
+    noise_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("crop_scale", "crop_ratio", "gamma", "blur_sigma"):
+            low, high = getattr(self, name)
+            setattr(self, name, (float(low), float(high)))
+            if not 0 < low <= high:
+                raise ConfigError(f"ViewConfig.{name}: expected 0 < min <= max, found {getattr(self, name)}")
+        if self.crop_scale[1] > 1:
+            raise ConfigError(f"ViewConfig.crop_scale: expected values in (0, 1], found {self.crop_scale}")
+        for name in ("hflip_p", "jitter_p", "gamma_p", "blur_p", "noise_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"ViewConfig.{name}: expected a probability in [0, 1], found {getattr(self, name)}")
+        for name in ("rotation_deg", "translate", "brightness", "contrast", "noise_std"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"ViewConfig.{name}: expected >= 0, found {getattr(self, name)}")
+        if self.size < 8:
+            raise ConfigError(f"ViewConfig.size: expected at least 8 pixels, found {self.size}")
+
+
+def simclr_views(size: int = 224) -> list[ViewConfig]:
+    """Two symmetric views (SimCLR, Chen et al. 2020, adapted to CXR: no colour, no vertical flip)."""
+    view = ViewConfig(size=size, brightness=0.4, contrast=0.4, blur_p=0.5, blur_sigma=_scaled_sigma(size), noise_p=0.2)
+    return [view, ViewConfig(**vars(view))]
+
+
+def moco_views(size: int = 224) -> list[ViewConfig]:
+    """MoCo v2 (Chen et al. 2020) uses SimCLR's augmentations, blur included."""
+    return simclr_views(size)
+
+
+def byol_views(size: int = 224) -> list[ViewConfig]:
+    """BYOL's asymmetric pair (Grill et al. 2020, Table 6): blur always on view 1, rarely on view 2.
+
+    Solarization is not CXR-safe (it inverts bone and air); view 2 gets noise in its place.
+    """
+    common = dict(size=size, brightness=0.4, contrast=0.4, blur_sigma=_scaled_sigma(size))
+    return [ViewConfig(**common, blur_p=1.0), ViewConfig(**common, blur_p=0.1, noise_p=0.2)]
+
+
+def swav_views(size: int = 224, n_global: int = 2, n_local: int = 4, local_size: int = 96) -> list[ViewConfig]:
+    """Multi-crop (SwAV, Caron et al. 2020): ``n_global`` large views, then ``n_local`` small ones.
+
+    Local crops keep at least 15% of the image (the paper's 5% would often show no lung at all).
+    """
+    glob = ViewConfig(size=size, brightness=0.4, contrast=0.4, blur_p=0.5, blur_sigma=_scaled_sigma(size))
+    local = ViewConfig(
+        size=local_size, crop_scale=(0.15, 0.35), brightness=0.4, contrast=0.4, blur_p=0.5,
+        blur_sigma=_scaled_sigma(local_size),
+    )
+    return [ViewConfig(**vars(glob)) for _ in range(n_global)] + [ViewConfig(**vars(local)) for _ in range(n_local)]
+
+
+def eval_view(size: int = 224) -> ViewConfig:
+    """The deterministic evaluation view: the whole image resized to ``size``."""
+    return ViewConfig(
+        size=size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_deg=0.0, translate=0.0, jitter_p=0.0,
+        gamma_p=0.0,
+    )
+
+
+def _scaled_sigma(size: int) -> tuple[float, float]:
+    """SimCLR's blur sigma range (0.1, 2.0) at 224 px, scaled to ``size``."""
+    return (0.1 * size / 224, 2.0 * size / 224)
+
+
+def seeds_for(indices: Sequence[int] | np.ndarray | torch.Tensor, epoch: int, base_seed: int = 0) -> torch.Tensor:
+    """One int64 seed per (dataset index, epoch, base seed), via a SplitMix64 mix: fixed across runs and workers."""
+    idx = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=np.int64)
+    key = _mix64(np.uint64(base_seed % 2**64) ^ _mix64(np.uint64(epoch % 2**64)))
+    return torch.from_numpy(_mix64(idx.astype(np.uint64) ^ key).view(np.int64).copy())
+
+
+def _mix64(x: np.ndarray | np.uint64) -> np.ndarray:
+    """SplitMix64 finalizer (Steele et al. 2014) on uint64: a bijection with good avalanche."""
+    with np.errstate(over="ignore"):
+        x = np.asarray(x, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def make_view_fn(cfgs: Sequence[ViewConfig]) -> ViewFn:
+    """A function ``(images uint8 (B, H, W), seeds int64 (B,)) -> [view (B, 1, s, s) float normalized]``.
+
+    View ``v`` of sample ``i`` depends only on ``images[i]``, ``seeds[i]``, ``v`` and ``cfgs[v]``. Runs on the
+    images' device.
+    """
+    cfgs = list(cfgs)
+    if not cfgs:
+        raise ConfigError("make_view_fn: expected at least one ViewConfig")
+
+    def views(images: torch.Tensor, seeds: torch.Tensor) -> list[torch.Tensor]:
+        x = _as_unit_batch(images)
+        if seeds.shape != (x.shape[0],):
+            raise ValueError(f"make_view_fn: expected {x.shape[0]} seeds, found shape {tuple(seeds.shape)}")
+        view_seeds = [_view_seeds(seeds, v) for v in range(len(cfgs))]
+        return [_one_view(x, s, cfg) for s, cfg in zip(view_seeds, cfgs, strict=True)]
+
+    return views
+
+
+def _as_unit_batch(images: torch.Tensor) -> torch.Tensor:
+    if images.dtype != torch.uint8 or images.dim() not in (3, 4) or images.dim() == 4 and images.shape[1] != 1:
+        raise ValueError(
+            f"views: expected uint8 images (B, H, W) or (B, 1, H, W), found {images.dtype} {tuple(images.shape)}"
+        )
+    x = images if images.dim() == 4 else images.unsqueeze(1)
+    return x.float() * (1 / 255)
+
+
+def _view_seeds(seeds: torch.Tensor, view: int) -> list[int]:
+    mixed = _mix64(seeds.cpu().numpy().astype(np.int64).view(np.uint64) ^ _mix64(np.uint64(view + 1)))
+    return [int(s) for s in mixed]
+
+
+def _one_view(x: torch.Tensor, seeds: list[int], cfg: ViewConfig) -> torch.Tensor:
+    u = _uniform_draws(seeds).to(x.device)
+    out = _resample(x, _affine_matrices(u, cfg, x.shape[-2:]), cfg.size)
+    out = _jitter(out, u, cfg)
+    out = _blur(out, u, cfg)
+    out = _noise(out, u, seeds, cfg)
+    return (out.clamp_(0, 1) - intensity.MEAN) / intensity.STD
+
+
+def _uniform_draws(seeds: list[int]) -> torch.Tensor:
+    """(B, _N_DRAWS) uniforms in [0, 1), row ``i`` from a CPU generator seeded with ``seeds[i]``."""
+    rows = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(seed)
+        rows.append(torch.rand(_N_DRAWS, generator=gen, dtype=torch.float64))
+    return torch.stack(rows)
+
+
+def _between(u: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    return low + (high - low) * u
+
+
+def _affine_matrices(u: torch.Tensor, cfg: ViewConfig, in_hw: torch.Size) -> torch.Tensor:
+    """(B, 2, 3) maps from output to input normalized coordinates: crop ∘ translate ∘ rotate ∘ flip.
+
+    The crop keeps an area fraction drawn from ``crop_scale`` with a log-uniform aspect ratio, clamped so that the
+    crop fits inside the image (so the kept area is exactly the drawn fraction).
+    """
+    h, w = in_hw
+    area = _between(u[:, _AREA], *cfg.crop_scale)
+    log_ratio = _between(u[:, _RATIO], math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]))
+    # Aspect in normalized units (fraction of width / fraction of height); both fractions <= 1 iff |log| <= -log area.
+    log_norm_ratio = (log_ratio + math.log(h / w)).clamp(min=area.log(), max=-area.log())
+    frac_w = (area * log_norm_ratio.exp()).sqrt()
+    frac_h = (area / log_norm_ratio.exp()).sqrt()
+    center_x = _between(u[:, _CX], -1, 1) * (1 - frac_w) + _between(u[:, _TX], -2, 2) * cfg.translate
+    center_y = _between(u[:, _CY], -1, 1) * (1 - frac_h) + _between(u[:, _TY], -2, 2) * cfg.translate
+    angle = torch.deg2rad(_between(u[:, _ANGLE], -cfg.rotation_deg, cfg.rotation_deg))
+    flip = torch.where(u[:, _FLIP] < cfg.hflip_p, -1.0, 1.0).to(u.dtype)
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack(
+        [
+            torch.stack([frac_w * cos * flip, -frac_w * sin, center_x], dim=1),
+            torch.stack([frac_h * sin * flip, frac_h * cos, center_y], dim=1),
+        ],
+        dim=1,
+    )
+    return theta.float()
+
+
+def _resample(x: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
+    grid = F.affine_grid(theta, [x.shape[0], 1, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _per_sample(values: torch.Tensor) -> torch.Tensor:
+    return values.float().view(-1, 1, 1, 1)
+
+
+def _jitter(x: torch.Tensor, u: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    on = _per_sample(u[:, _JITTER] < cfg.jitter_p)
+    bright = 1 + on * _per_sample(_between(u[:, _BRIGHT], -cfg.brightness, cfg.brightness))
+    contrast = 1 + on * _per_sample(_between(u[:, _CONTRAST], -cfg.contrast, cfg.contrast))
+    x = (x * bright).clamp(0, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean).clamp(0, 1)
+    log_gamma = _between(u[:, _GAMMA], math.log(cfg.gamma[0]), math.log(cfg.gamma[1]))
+    gamma = (_per_sample(u[:, _GAMMA_ON] < cfg.gamma_p) * _per_sample(log_gamma)).exp()
+    return x.pow(gamma)
+
+
+def _blur(x: torch.Tensor, u: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    """Separable Gaussian blur with a per-sample sigma, as two grouped convolutions (one group per sample)."""
+    if cfg.blur_p == 0:
+        return x
+    b, _, h, w = x.shape
+    radius = min(math.ceil(3 * cfg.blur_sigma[1]), h - 1, w - 1)
+    sigma = _between(u[:, _SIGMA], *cfg.blur_sigma).float().to(x.device)
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    identity = (offsets == 0).float().expand_as(kernel)
+    kernel = torch.where((u[:, _BLUR_ON] < cfg.blur_p).to(x.device)[:, None], kernel, identity)
+    y = F.pad(x.reshape(1, b, h, w), (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, kernel.view(b, 1, -1, 1), groups=b)
+    y = F.conv2d(y, kernel.view(b, 1, 1, -1), groups=b)
+    return y.view(b, 1, h, w)
+
+
+def _noise(x: torch.Tensor, u: torch.Tensor, seeds: list[int], cfg: ViewConfig) -> torch.Tensor:
+    """Additive Gaussian noise; each sample's field comes from a generator on the images' device."""
+    if cfg.noise_p == 0:
+        return x
+    on = (u[:, _NOISE_ON] < cfg.noise_p).tolist()
+    fields = []
+    for seed, active in zip(seeds, on, strict=True):
+        if active:
+            gen = torch.Generator(device=x.device).manual_seed(int(_mix64(np.uint64(seed))))
+            fields.append(torch.randn(x.shape[1:], generator=gen, device=x.device) * cfg.noise_std)
+        else:
+            fields.append(torch.zeros(x.shape[1:], device=x.device))
+    return x + torch.stack(fields)

@@ -1,0 +1,26 @@
+"""``cxrl phantom``: write a phantom dataset in the CheXpert or MIMIC-CXR-JPG layout."""
+
+from __future__ import annotations
+
+import argparse
+
+from cxrl.data.phantom.layouts import LAYOUTS, write_dataset
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("phantom", help="write a phantom dataset in the CheXpert or MIMIC-CXR-JPG layout")
+    p.add_argument("--out", required=True, help="new folder to write the dataset into")
+    p.add_argument("--n", type=int, required=True, help="number of frontal images")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    p.add_argument("--layout", choices=LAYOUTS, default="chexpert")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patients", type=int, default=None, help="number of patients (default n // 3)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores, at most 8)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    root = write_dataset(args.out, args.n, size=args.size, layout=args.layout, seed=args.seed,
+                         patients=args.patients, workers=args.workers)
+    print(root)
+    return 0

@@ -1,0 +1,190 @@
+"""Write a phantom dataset in the real CheXpert or MIMIC-CXR-JPG on-disk layout, plus its ground truth.
+
+CheXpert: ``train.csv``, ``valid.csv`` (radiologist-style 0/1 labels), ``{train,valid}/patientNNNNN/studyN/
+view1_frontal.jpg`` with ``Path`` prefixed ``CheXpert-v1.0-small/``. MIMIC: ``files/pXX/pSUBJECT/sSTUDY/
+<dicom_id>.jpg`` (histogram-equalized like the real JPGs), reports ``files/pXX/pSUBJECT/sSTUDY.txt`` and the
+``mimic-cxr-2.0.0-{metadata,split,chexpert}.csv.gz`` tables. Truth in ``phantom_truth/``: ``truth.parquet``
+(one row per image), ``masks/<image path>.png`` (uint16, bit k = ``manifest.json["mask_bits"][k]``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cxrl.data.labels import CHEXPERT_PATHOLOGIES
+from cxrl.data.phantom.render import MASK_BITS, render
+from cxrl.data.phantom.report import write_report
+from cxrl.data.phantom.sampling import ImageSpec, plan_dataset
+from cxrl.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+LAYOUTS = ("chexpert", "mimic")
+CHEXPERT_PREFIX = "CheXpert-v1.0-small/"
+MIMIC_SPLIT = {"train": "train", "valid": "validate", "test": "test"}
+JPEG_QUALITY = 95
+CHUNK = 16
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to render and write, with where its files go (relative to the dataset root)."""
+
+    spec: ImageSpec
+    image: str
+    mask: str
+
+
+def _chexpert_paths(specs: list[ImageSpec]) -> list[str]:
+    return [f"{s.split}/patient{s.patient + 1:05d}/study{s.study}/view1_frontal.jpg" for s in specs]
+
+
+def _mimic_ids(specs: list[ImageSpec], seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Subject ids (8 digits, leading 1), study ids (8 digits, leading 5), dicom ids (5 hex groups)."""
+    rng = np.random.default_rng([seed, 0x313])
+    patients = max(s.patient for s in specs) + 1
+    subjects = 10_000_000 + rng.choice(9_999_999, patients, replace=False)
+    studies = 50_000_000 + rng.choice(9_999_999, len(specs), replace=False)
+    words = rng.integers(0, 2**32, (len(specs), 5), dtype=np.uint64)
+    dicoms = ["-".join(f"{int(w):08x}" for w in row) for row in words]
+    return subjects[[s.patient for s in specs]], studies, dicoms
+
+
+def _mimic_paths(subjects: np.ndarray, studies: np.ndarray, dicoms: list[str]) -> list[str]:
+    return [f"files/p{str(sub)[:2]}/p{sub}/s{st}/{d}.jpg" for sub, st, d in zip(subjects, studies, dicoms, strict=True)]
+
+
+def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[str]:
+    """Worker: render and write a chunk of images and masks; returns their boxes (JSON)."""
+    jobs, root, size, seed, equalize = args
+    cv2.setNumThreads(1)
+    out = []
+    for job in jobs:
+        result = render(job.spec, size, seed)
+        image = cv2.equalizeHist(result.image) if equalize else result.image
+        for rel, array, params in ((job.image, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]),
+                                   (job.mask, result.mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])):
+            path = Path(root, rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(path), array, params):
+                raise DataError(f"could not write {path}")
+        out.append(result.boxes_json())
+    return out
+
+
+def _render_all(jobs: list[Job], root: Path, size: int, seed: int, equalize: bool, workers: int) -> list[str]:
+    chunks = [(jobs[i : i + CHUNK], str(root), size, seed, equalize) for i in range(0, len(jobs), CHUNK)]
+    boxes: list[str] = []
+    with tqdm(total=len(jobs), desc="phantom", unit="img") as bar:
+        if workers <= 1 or len(chunks) == 1:
+            results = map(_render_chunk, chunks)
+            for part in results:
+                boxes += part
+                bar.update(len(part))
+        else:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for part in pool.imap(_render_chunk, chunks):
+                    boxes += part
+                    bar.update(len(part))
+    return boxes
+
+
+def _chexpert_csvs(root: Path, specs: list[ImageSpec], paths: list[str]) -> None:
+    rows = []
+    for spec, path in zip(specs, paths, strict=True):
+        labels = spec.true_labels() if spec.split == "valid" else spec.csv_labels()
+        rows.append({"Path": CHEXPERT_PREFIX + path, "Sex": spec.sex, "Age": spec.age, "Frontal/Lateral": "Frontal",
+                     "AP/PA": spec.view, **{p: labels[p] for p in CHEXPERT_PATHOLOGIES}})
+    frame = pd.DataFrame(rows)
+    for split in ("train", "valid"):
+        part = frame[[s.split == split for s in specs]]
+        part.to_csv(root / f"{split}.csv", index=False, float_format="%.1f")
+
+
+def _mimic_tables(root: Path, specs: list[ImageSpec], ids, size: int, seed: int) -> None:
+    subjects, studies, dicoms = ids
+    rng = np.random.default_rng([seed, 0xDA7E])
+    base = {p: 21000000 + int(rng.integers(0, 90)) * 10000 + 101 for p in {s.patient for s in specs}}
+    meta, split, labels = [], [], []
+    for spec, sub, st, dicom in zip(specs, subjects, studies, dicoms, strict=True):
+        exam = "CHEST (PORTABLE AP)" if spec.view == "AP" else "CHEST (PA AND LAT)"
+        meta.append({
+            "dicom_id": dicom, "subject_id": sub, "study_id": st, "PerformedProcedureStepDescription": exam,
+            "ViewPosition": spec.view, "Rows": size, "Columns": size,
+            "StudyDate": base[spec.patient] + 10000 * ((spec.study - 1) // 12) + (spec.study - 1) % 12 * 100,
+            "StudyTime": round(float(rng.uniform(0, 235959)), 3), "ProcedureCodeSequence_CodeMeaning": exam,
+            "ViewCodeSequence_CodeMeaning": "antero-posterior" if spec.view == "AP" else "postero-anterior",
+            "PatientOrientationCodeSequence_CodeMeaning": "Recumbent" if spec.supine else "Erect",
+        })
+        split.append({"dicom_id": dicom, "study_id": st, "subject_id": sub, "split": MIMIC_SPLIT[spec.split]})
+        labels.append({"subject_id": sub, "study_id": st, **spec.csv_labels()})
+    pd.DataFrame(meta).to_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
+    pd.DataFrame(split).to_csv(root / "mimic-cxr-2.0.0-split.csv.gz", index=False)
+    chexpert = pd.DataFrame(labels)
+    chexpert = chexpert[["subject_id", "study_id", *sorted(CHEXPERT_PATHOLOGIES)]]
+    chexpert.to_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False, float_format="%.1f")
+
+
+def _write_reports(root: Path, specs: list[ImageSpec], image_paths: list[str]) -> None:
+    for spec, path in zip(specs, image_paths, strict=True):
+        report = Path(root, path).parent.with_suffix(".txt")
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(spec.report)
+
+
+def _write_truth(root: Path, jobs: list[Job], boxes: list[str], meta: dict) -> None:
+    truth = root / "phantom_truth"
+    rows = []
+    for job, box in zip(jobs, boxes, strict=True):
+        s = job.spec
+        rows.append({
+            "image": job.image, "mask": job.mask, "patient": s.patient, "study": s.study, "split": s.split,
+            "view": s.view, "supine": s.supine, **s.true_labels(),
+            "severity": json.dumps({k: f.severity for k, f in s.findings.items()}),
+            "laterality": json.dumps({k: f.side for k, f in s.findings.items()}),
+            "boxes": box, "report": s.report,
+        })
+    pd.DataFrame(rows).to_parquet(truth / "truth.parquet", index=False)
+    (truth / "manifest.json").write_text(json.dumps({**meta, "mask_bits": list(MASK_BITS)}, indent=1) + "\n")
+
+
+def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexpert", seed: int = 0,
+                  patients: int | None = None, workers: int | None = None) -> Path:
+    """Write ``n`` phantom frontal radiographs in ``layout`` under ``out``; returns ``out``.
+
+    Deterministic for a given ``seed`` whatever ``workers`` (default: all cores, at most 8).
+    """
+    if layout not in LAYOUTS:
+        raise ConfigError(f"phantom layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    if n < 1 or size < 32:
+        raise ConfigError(f"phantom needs n >= 1 and size >= 32 (got n={n}, size={size})")
+    root = Path(out).expanduser().resolve()
+    if root.exists() and any(root.iterdir()):
+        raise DataError(f"{root} is not empty; give a new --out folder")
+    (root / "phantom_truth").mkdir(parents=True, exist_ok=True)
+    mimic = layout == "mimic"
+    specs = plan_dataset(n, seed, patients, valid_fraction=0.05 if mimic else 0.07, test_fraction=0.05 * mimic)
+    for spec in specs:
+        spec.report = write_report(spec, np.random.default_rng([seed, spec.index, 3]))
+    ids = _mimic_ids(specs, seed) if mimic else None
+    paths = _mimic_paths(*ids) if mimic else _chexpert_paths(specs)
+    jobs = [Job(s, p, f"phantom_truth/masks/{Path(p).with_suffix('.png')}") for s, p in zip(specs, paths, strict=True)]
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    boxes = _render_all(jobs, root, size, seed, mimic, workers)
+    if mimic:
+        _mimic_tables(root, specs, ids, size, seed)
+        _write_reports(root, specs, paths)
+    else:
+        _chexpert_csvs(root, specs, paths)
+    _write_truth(root, jobs, boxes, {"layout": layout, "n": n, "size": size, "seed": seed})
+    log.info("wrote %d phantom images (%s layout) to %s", n, layout, root)
+    return root

@@ -1,0 +1,109 @@
+"""One phantom radiograph from its spec: anatomy, findings, devices, then acquisition.
+
+Randomness comes from three seeded streams so that parts can be switched off without moving the others:
+anatomy from ``(seed, patient)`` (a patient's vessels and ribs persist across studies), acquisition from
+``(seed, image, 1)`` and findings from ``(seed, image, 2)``. ``render(spec, findings=False)`` therefore gives
+the same patient, pose and exposure without disease (used to test masks).
+
+Masks are bit-packed: bit ``k`` of the uint16 label mask is finding ``MASK_BITS[k]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from cxrl.data.phantom import findings as paint
+from cxrl.data.phantom.acquisition import Acquisition, expose, project
+from cxrl.data.phantom.anatomy import draw_anatomy, grid
+from cxrl.data.phantom.sampling import FINDINGS, ImageSpec
+
+MASK_BITS: tuple[str, ...] = FINDINGS
+CTR = {"mild": 0.54, "moderate": 0.6, "severe": 0.67}
+MIN_BOX_PIXELS = 4
+
+
+@dataclass
+class Rendering:
+    """The written image (uint8), its bit-packed label mask (uint16) and boxes per finding."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    boxes: list[dict]
+
+    def boxes_json(self) -> str:
+        return json.dumps(self.boxes)
+
+
+@lru_cache(maxsize=2)
+def _white_noise(size: int) -> np.ndarray:
+    return np.random.default_rng(54321).standard_normal((2 * size, 2 * size)).astype(np.float32)
+
+
+def _noise(size: int, rng: np.random.Generator) -> np.ndarray:
+    oy, ox = rng.integers(0, size, 2)
+    return _white_noise(size)[oy : oy + size, ox : ox + size]
+
+
+def _mediastinum_mask(geo, width: float) -> np.ndarray:
+    x, y = grid(geo.size)
+    top = geo.heart[1] - geo.heart[3]
+    return ((np.abs(x - geo.mid) < width) & (y > geo.apex) & (y < top + 0.03)).astype(np.float32)
+
+
+def render(spec: ImageSpec, size: int = 256, seed: int = 0, findings: bool = True) -> Rendering:
+    """Render ``spec`` at ``size`` pixels; ``findings=False`` draws the same exposure without disease."""
+    present = dict(spec.findings) if findings else {}
+    rng_anatomy = np.random.default_rng([seed, spec.patient, 0])
+    rng_acq = np.random.default_rng([seed, spec.index, 1])
+    rng_find = np.random.default_rng([seed, spec.index, 2])
+    acq = Acquisition.sample(rng_acq, spec.view)
+    g = spec.anatomy
+    heart_scale = (1.1 if spec.view == "AP" else 1.0) * (
+        CTR[present["Cardiomegaly"].severity] / g.heart_ratio if "Cardiomegaly" in present else 1.0
+    )
+    widen = 1.0 + 0.5 * (1 + paint.AMOUNT[present["Enlarged Cardiomediastinum"].severity]) \
+        if "Enlarged Cardiomediastinum" in present else 1.0
+    inspiration = float(rng_acq.normal(0, 0.02)) + (0.03 if spec.supine else 0.0)
+    att, geo, layers = draw_anatomy(g, size, rng_anatomy, heart_scale, widen, inspiration)
+    masks: dict[str, np.ndarray] = {}
+    if "Cardiomegaly" in present:
+        masks["Cardiomegaly"] = layers["heart"]
+    if "Enlarged Cardiomediastinum" in present:
+        width = g.mediastinum * widen
+        masks["Enlarged Cardiomediastinum"] = _mediastinum_mask(geo, width)
+        att += 0.25 * cv2.GaussianBlur(masks["Enlarged Cardiomediastinum"], (0, 0), size * 0.01)
+    for name, painter in paint.PAINTERS.items():
+        if name in present and not (name == "Lung Opacity" and masks.keys() & {"Consolidation", "Pneumonia"}):
+            extra = {"supine": spec.supine} if name == "Pleural Effusion" else {}
+            masks[name] = painter(att, geo, layers, present[name], rng_find, **extra)
+    if "Lung Opacity" in present:
+        opacities = [masks[k] for k in ("Consolidation", "Pneumonia", "Edema", "Atelectasis", "Lung Lesion",
+                                        "Lung Opacity") if k in masks]
+        masks["Lung Opacity"] = np.maximum.reduce(opacities)
+    if "Support Devices" in present:
+        masks["Support Devices"] = paint.support_devices(att, geo, g.devices, rng_find)
+    packed = np.zeros((size, size), np.uint16)
+    for bit, name in enumerate(MASK_BITS):
+        if name in masks:
+            packed |= (masks[name] > 0.5).astype(np.uint16) << bit
+    att, packed = project(att, packed, acq)
+    return Rendering(expose(att, acq, rng_acq, _noise(size, rng_acq)), packed, boxes_from_mask(packed))
+
+
+def boxes_from_mask(packed: np.ndarray) -> list[dict]:
+    """One box per connected region of each finding, in pixels of the written image."""
+    boxes = []
+    for bit, name in enumerate(MASK_BITS):
+        binary = ((packed >> bit) & 1).astype(np.uint8)
+        if not binary.any():
+            continue
+        count, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        for x, y, w, h, area in stats[1:count]:
+            if area >= MIN_BOX_PIXELS:
+                boxes.append({"label": name, "x": int(x), "y": int(y), "w": int(w), "h": int(h)})
+    return boxes

@@ -1,0 +1,88 @@
+"""``cxrl evaluate``: linear probe or fine-tuning of an encoder across label fractions and seeds."""
+
+from __future__ import annotations
+
+import argparse
+
+from cxrl.errors import ConfigError
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from e
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def add_cli(subparsers) -> None:
+    """Register ``cxrl evaluate``."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="linear probe or fine-tuning across label fractions",
+        description="Evaluate an encoder on a cache: train on label fractions of the train split, select on valid, "
+        "report test metrics with bootstrap CIs. Writes OUT/metrics.json, report.html, report.md and plots.",
+    )
+    p.add_argument("--encoder", required=True, help="a pre-training RUN dir, an encoder.safetensors, or 'random'")
+    p.add_argument("--backbone", default="resnet18", help="architecture of --encoder random (default resnet18)")
+    p.add_argument("--data", required=True, help="cache to train (and, without --target, test) on")
+    p.add_argument("--target", help="second cache to test on (cross-dataset transfer)")
+    p.add_argument("--protocol", choices=("linear", "finetune"), default="linear")
+    p.add_argument("--fractions", type=_floats, default=[0.01, 0.1, 0.25, 0.5, 1.0], help="e.g. 0.01,0.1,1")
+    p.add_argument("--seeds", type=int, default=3, help="label-subset seeds per fraction (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="base seed")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--pathologies", type=_names, help="comma-separated canonical names (default: enough positives)")
+    p.add_argument("--min-positives", type=int, default=5, help="default pathology filter (train and test)")
+    p.add_argument("--uncertainty", choices=("ignore", "zeros", "ones"), default="ignore")
+    p.add_argument("--blank", choices=("zero", "nan"), default="nan", help="what 'not mentioned' becomes")
+    p.add_argument("--image-size", type=int, help="default: the encoder's training size, else the cache's")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threshold-rule", choices=("max_f1", "youden"), default="max_f1")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (patients resampled)")
+    p.add_argument("--embedding", choices=("umap", "tsne", "none"), default="umap")
+    ft = p.add_argument_group("fine-tuning")
+    ft.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
+    ft.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 5)")
+    ft.add_argument("--lr", type=float, help="encoder learning rate (default 1e-4)")
+    ft.add_argument("--head-lr", type=float, help="head learning rate (default 1e-3)")
+    ft.add_argument("--layer-decay", type=float, help="layer-wise LR decay, 1 = off (default)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cxrl.evaluate.protocol import run_evaluation
+
+    if args.encoder != "random" and args.backbone != "resnet18":
+        raise ConfigError("--backbone applies to --encoder random only; a RUN dir names its own backbone")
+    run_evaluation(
+        args.encoder,
+        args.data,
+        args.out,
+        protocol=args.protocol,
+        fractions=args.fractions,
+        seeds=args.seeds,
+        target=args.target,
+        backbone=args.backbone,
+        seed=args.seed,
+        pathologies=args.pathologies,
+        min_positives=args.min_positives,
+        uncertainty=args.uncertainty,
+        blank=args.blank,
+        image_size=args.image_size,
+        device=args.device,
+        batch_size=args.batch_size,
+        threshold_rule=args.threshold_rule,
+        n_bootstrap=args.bootstrap,
+        embedding=args.embedding,
+        epochs=args.epochs,
+        patience=args.patience,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        layer_decay=args.layer_decay,
+    )
+    return 0

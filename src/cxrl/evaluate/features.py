@@ -1,0 +1,94 @@
+"""Frozen-encoder features: extracted once per (encoder weights, cache, image size) and cached on disk.
+
+The evaluation view is :func:`cxrl.transforms.eval_view` (the whole image resized to the requested size,
+normalized by :mod:`cxrl.intensity`, no augmentation). Cached files are
+``<dir>/<key>.npz`` where ``key`` hashes the encoder's weights, the cache's identity and the image size, so a
+re-run with the same inputs reads them back and any change recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from cxrl.data.cache import Cache
+from cxrl.transforms import eval_view, make_view_fn
+
+log = logging.getLogger(__name__)
+
+
+def eval_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``(B, H, W)`` -> normalized float ``(B, 1, size, size)``: the evaluation view (no augmentation)."""
+    x = torch.as_tensor(np.array(images, copy=True))  # a memmap slice is read-only
+    return make_view_fn([eval_view(size)])(x, torch.zeros(len(x), dtype=torch.int64))[0]
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """SHA-1 of the encoder's parameter and buffer names, shapes and values (identifies weights, not files)."""
+    h = hashlib.sha1()
+    for name, t in encoder.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def extract_features(
+    encoder: nn.Module,
+    images: np.ndarray,
+    image_size: int,
+    device: torch.device | str = "cpu",
+    batch_size: int = 128,
+    desc: str = "features",
+) -> np.ndarray:
+    """Pooled features ``(N, F)`` float32 of uint8 ``images`` ``(N, H, W)`` (a memmap is read batch by batch)."""
+    encoder = encoder.eval().to(device)
+    chunks = []
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
+        x = eval_input(images[start : start + batch_size], image_size).to(device)
+        chunks.append(encoder(x).float().cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros((0, getattr(encoder, "num_features", 0)), np.float32)
+
+
+def cache_key(encoder: nn.Module, cache: Cache, image_size: int) -> str:
+    """The feature file's name: a hash of the weights, the cache's path, length and manifest, the image size."""
+    ident = {
+        "encoder": encoder_fingerprint(encoder),
+        "cache": str(cache.path),
+        "count": len(cache),
+        "manifest": hashlib.sha1(json.dumps(cache.manifest, sort_keys=True, default=str).encode()).hexdigest(),
+        "image_size": image_size,
+        "view": repr(eval_view(image_size)),
+    }
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_features(
+    encoder: nn.Module,
+    cache: Cache,
+    image_size: int,
+    folder: str | Path,
+    device: torch.device | str = "cpu",
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Features of every image of ``cache``, read from ``folder/<key>.npz`` or extracted and saved there."""
+    folder = Path(folder)
+    path = folder / f"{cache_key(encoder, cache, image_size)}.npz"
+    if path.is_file():
+        log.info("features: reusing %s", path)
+        with np.load(path, allow_pickle=False) as f:
+            return f["features"]
+    feats = extract_features(encoder, cache.images, image_size, device, batch_size, desc=f"features {cache.path.name}")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, features=feats)
+    os.replace(tmp, path)
+    return feats

@@ -1,0 +1,392 @@
+"""The evaluation protocol: label fractions x seeds, linear probe or fine-tuning, optional cross-dataset transfer.
+
+Splits: every cache's records must be patient-disjoint (:func:`cxrl.data.splits.check_no_leakage`, else
+:class:`~cxrl.errors.LeakageError`). Training rows are ``label_fraction(train rows, fraction, seed)``; model
+selection (probe ``C``, fine-tuning early stopping, decision thresholds) uses the ``valid`` rows; metrics use the
+``test`` rows. A cache without test rows is evaluated on its ``valid`` rows, and the selection split is then
+carved from the train patients (``selection_fraction`` of them, seeded). With ``target`` the model is trained on
+``data`` and tested on the target's test rows (all its rows if it has no test split) over the shared pathologies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cxrl import __version__
+from cxrl.config import build, to_dict
+from cxrl.data.cache import Cache, open_cache
+from cxrl.data.labels import PATHOLOGIES, apply_uncertainty_policy, label_matrix
+from cxrl.data.splits import check_no_leakage, label_fraction, patient_rank
+from cxrl.errors import ConfigError, DataError
+from cxrl.evaluate.features import cached_features, encoder_fingerprint, extract_features
+from cxrl.evaluate.finetune import FinetuneSettings, finetune, predict
+from cxrl.evaluate.metrics import choose_thresholds, evaluate_scores
+from cxrl.evaluate.probe import DEFAULT_C_GRID, fit_linear_probe, resolve_device
+
+log = logging.getLogger(__name__)
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.1, 0.25, 0.5, 1.0)
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class EvalConfig:
+    """Everything that defines an evaluation (saved as ``metrics.json["protocol"]``)."""
+
+    protocol: str = "linear"  # linear | finetune
+    fractions: list[float] = field(default_factory=lambda: list(DEFAULT_FRACTIONS))
+    seeds: int = 3  # label-subset seeds seed, seed + 1, ...
+    seed: int = 0  # base seed: random encoder init, carved selection split, bootstrap
+    pathologies: list[str] | None = None  # default: >= min_positives positives and negatives in train and test
+    min_positives: int = 5
+    uncertainty: str = "ignore"  # ignore | zeros | ones
+    blank: str = "nan"  # nan | zero: what "not mentioned" becomes
+    image_size: int | None = None  # default: the encoder's training size, else the cache's
+    device: str = "auto"
+    batch_size: int = 128
+    threshold_rule: str = "max_f1"  # max_f1 | youden, chosen on the selection split
+    n_bootstrap: int = 1000
+    selection_fraction: float = 0.15  # share of train patients carved for selection when a cache lacks test rows
+    c_grid: list[float] = field(default_factory=lambda: list(DEFAULT_C_GRID))
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    embedding: str = "umap"  # umap | tsne | none: 2-D map of test embeddings in the report
+    backbone: str = "resnet18"  # architecture of a random encoder
+
+    def __post_init__(self) -> None:
+        checks = {
+            "protocol": ("linear", "finetune"),
+            "uncertainty": ("ignore", "zeros", "ones"),
+            "blank": ("nan", "zero"),
+            "threshold_rule": ("max_f1", "youden"),
+            "embedding": ("umap", "tsne", "none"),
+        }
+        for key, allowed in checks.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"evaluation {key} {getattr(self, key)!r}: expected one of {', '.join(allowed)}")
+        if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
+            raise ConfigError(f"label fractions must be in (0, 1], found {self.fractions}")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds must be >= 1, found {self.seeds}")
+        unknown = sorted(set(self.pathologies or ()) - set(PATHOLOGIES))
+        if unknown:
+            raise ConfigError(f"unknown pathologies {unknown}; valid: {', '.join(PATHOLOGIES)}")
+
+
+@dataclass
+class EvalData:
+    """Row indices and targets of the three roles, plus the records used to draw label fractions."""
+
+    records: pd.DataFrame  # source records with the selection split as "valid"
+    labels: np.ndarray  # (N_source, K) after the uncertainty policy
+    valid: np.ndarray
+    test_cache: Cache
+    test: np.ndarray  # rows of test_cache
+    test_labels: np.ndarray  # (N_test_cache, K)
+    pathologies: list[str]
+    notes: list[str]
+
+
+def run_evaluation(
+    encoder: str | Path | nn.Module,
+    data: str | Path,
+    out: str | Path,
+    protocol: str = "linear",
+    fractions: tuple[float, ...] | list[float] = DEFAULT_FRACTIONS,
+    seeds: int = 3,
+    target: str | Path | None = None,
+    **settings: Any,
+) -> dict:
+    """Evaluate ``encoder`` (a run dir, ``"random"`` or a module) on cache ``data``; write ``out/metrics.json``,
+    ``out/report.html``, ``out/report.md`` and plots; return the metrics dict (schema: ``docs/metrics.md``).
+
+    ``settings`` are :class:`EvalConfig` fields (``finetune`` may be a dict or ``epochs=`` for short).
+    """
+    cfg = _make_config(protocol=protocol, fractions=[float(f) for f in fractions], seeds=int(seeds), **settings)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    source = open_cache(data)
+    target_cache = open_cache(target) if target is not None else None
+    model, encoder_info = resolve_encoder(encoder, cfg)
+    size = int(cfg.image_size or encoder_info.get("image_size") or source.image_size)
+    dev = resolve_device(cfg.device)
+    ev = prepare_data(source, target_cache, cfg)
+    log.info(
+        "evaluate: %s on %s, %d pathologies, image size %d",
+        encoder_info["name"],
+        source.path,
+        len(ev.pathologies),
+        size,
+    )
+    runs, best = _run_all(model, encoder_info["method"], source, ev, cfg, size, dev, out)
+    metrics = {
+        "schema_version": SCHEMA_VERSION,
+        "cxrl_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "encoder": {**encoder_info, "image_size": size},
+        "data": _data_info(source, target_cache, ev),
+        "protocol": to_dict(cfg),
+        "pathologies": ev.pathologies,
+        "runs": runs,
+        "summary": summarize(runs, ev.pathologies),
+        "notes": ev.notes,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    from cxrl.evaluate.report import write_reports
+
+    write_reports(metrics, best, out)
+    return metrics
+
+
+def _make_config(**settings: Any) -> EvalConfig:
+    ft = settings.pop("finetune", {})
+    ft = dataclasses.asdict(ft) if isinstance(ft, FinetuneSettings) else dict(ft)
+    for key in ("epochs", "patience", "lr", "head_lr", "layer_decay"):
+        if settings.get(key) is not None:
+            ft[key] = settings.pop(key)
+        settings.pop(key, None)
+    settings["fractions"] = sorted(set(settings["fractions"]))
+    return build(EvalConfig, {**{k: v for k, v in settings.items() if v is not None}, "finetune": ft})
+
+
+def resolve_encoder(encoder: str | Path | nn.Module, cfg: EvalConfig) -> tuple[nn.Module, dict]:
+    """The module to evaluate and its description (name, method, backbone, source, fingerprint)."""
+    if isinstance(encoder, nn.Module):
+        model, info = encoder, {"name": type(encoder).__name__, "method": "custom", "source": "module"}
+        info["backbone"] = getattr(encoder, "name", type(encoder).__name__)
+    elif str(encoder) == "random":
+        from cxrl.models import create_encoder
+
+        torch.manual_seed(cfg.seed)
+        model = create_encoder(cfg.backbone, in_chans=1)
+        info = {"name": f"random-{cfg.backbone}", "method": "random", "backbone": cfg.backbone, "source": "random"}
+    else:
+        from cxrl.models import load_encoder
+
+        model, meta = load_encoder(encoder)
+        path = Path(encoder).resolve()
+        run_dir = path if path.is_dir() else path.parent
+        info = {
+            "name": run_dir.name,
+            "method": meta.get("method"),
+            "backbone": meta.get("backbone"),
+            "source": str(path),
+            "image_size": meta.get("image_size"),
+        }
+    info["num_features"] = int(getattr(model, "num_features", 0))
+    info["fingerprint"] = encoder_fingerprint(model)
+    return model, info
+
+
+def prepare_data(source: Cache, target: Cache | None, cfg: EvalConfig) -> EvalData:
+    """Check leakage, settle the selection/test roles, apply the label policy and choose pathologies."""
+    check_no_leakage(source.records)
+    records, notes = _selection_split(source.records, cfg, has_target=target is not None)
+    if target is not None:
+        check_no_leakage(target.records)
+        has_test = (target.records["split"] == "test").any()
+        test_cache, test = target, _rows(target.records, "test") if has_test else np.arange(len(target))
+        if not has_test:
+            notes.append(f"target {target.path} has no test split: all {len(target)} rows are test rows")
+    else:
+        test_cache, test = source, _rows(records, "test")
+    policy = dict(policy=cfg.uncertainty, blank=cfg.blank)
+    all_labels = apply_uncertainty_policy(label_matrix(records, PATHOLOGIES), **policy)
+    all_test = apply_uncertainty_policy(label_matrix(test_cache.records, PATHOLOGIES), **policy)
+    train = _rows(records, "train")
+    names = _choose_pathologies(all_labels[train], all_test[test], cfg, notes, target is not None)
+    cols = [PATHOLOGIES.index(p) for p in names]
+    return EvalData(
+        records, all_labels[:, cols], _rows(records, "valid"), test_cache, test, all_test[:, cols], names, notes
+    )
+
+
+def _rows(records: pd.DataFrame, split: str) -> np.ndarray:
+    return np.flatnonzero((records["split"] == split).to_numpy())
+
+
+def _selection_split(records: pd.DataFrame, cfg: EvalConfig, has_target: bool) -> tuple[pd.DataFrame, list[str]]:
+    """Records whose ``valid`` rows are the selection split and ``test`` rows the test split."""
+    splits = set(records["split"].dropna())
+    if "train" not in splits:
+        raise DataError("the evaluation cache has no train rows")
+    notes: list[str] = []
+    out = records.copy()
+    if "test" not in splits and not has_target:
+        out.loc[out["split"] == "valid", "split"] = "test"
+        notes.append("no test split: the valid rows are the test rows")
+        splits = splits - {"valid"} | {"test"}
+    if "valid" not in splits:
+        train = out["split"] == "train"
+        patients = out.loc[train, "patient_id"].astype(str).to_numpy()
+        carved = patient_rank(patients, seed=cfg.seed + 7919) < cfg.selection_fraction
+        out.loc[out.index[train][carved], "split"] = "valid"
+        notes.append(
+            f"selection split carved from {cfg.selection_fraction:.0%} of the train patients ({int(carved.sum())} rows)"
+        )
+    return out, notes
+
+
+def _choose_pathologies(train_y, test_y, cfg: EvalConfig, notes: list[str], transfer: bool) -> list[str]:
+    def enough(y: np.ndarray, k: int) -> bool:
+        return int((y[:, k] == 1).sum()) >= cfg.min_positives and int((y[:, k] == 0).sum()) >= cfg.min_positives
+
+    usable = [p for k, p in enumerate(PATHOLOGIES) if enough(train_y, k) and enough(test_y, k)]
+    chosen = list(cfg.pathologies) if cfg.pathologies else usable
+    if cfg.pathologies:
+        labelled = [
+            p
+            for p in chosen
+            if (~np.isnan(test_y[:, PATHOLOGIES.index(p)])).any()
+            and (~np.isnan(train_y[:, PATHOLOGIES.index(p)])).any()
+        ]
+        dropped = sorted(set(chosen) - set(labelled))
+        if dropped:
+            notes.append(f"dropped (no labels in train or test): {', '.join(dropped)}")
+        chosen = labelled
+    if not chosen:
+        where = "shared by the source train and target test rows" if transfer else "in the train and test rows"
+        raise DataError(
+            f"no pathology has >= {cfg.min_positives} positives and negatives {where}; "
+            "pass --pathologies or lower min_positives"
+        )
+    if transfer:
+        notes.append(f"transfer: {len(chosen)} shared pathologies: {', '.join(chosen)}")
+    return chosen
+
+
+def _run_all(
+    model, encoder_method, source, ev: EvalData, cfg: EvalConfig, size, dev, out: Path
+) -> tuple[list[dict], dict]:
+    """Every (fraction, seed) run; also returns the largest fraction's first-seed scores for the plots."""
+    if cfg.protocol == "linear":
+        feats = cached_features(model, source, size, out / "features", dev, cfg.batch_size)
+        test_feats = (
+            feats
+            if ev.test_cache is source
+            else cached_features(model, ev.test_cache, size, out / "features", dev, cfg.batch_size)
+        )
+    runs, best = [], {}
+    patients = ev.test_cache.records["patient_id"].astype(str).to_numpy()[ev.test]
+    for fraction in cfg.fractions:
+        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+            train = label_fraction(ev.records, fraction, seed=seed, pathologies=ev.pathologies)
+            if cfg.protocol == "linear":
+                s_valid, s_test, selection = _probe_run(feats, test_feats, ev, train, cfg, dev)
+                embedding = test_feats[ev.test]
+            else:
+                s_valid, s_test, selection, embedding = _finetune_run(
+                    model, source, ev, train, cfg, size, dev, seed, from_scratch=encoder_method == "random"
+                )
+            thresholds = choose_thresholds(ev.labels[ev.valid], s_valid, cfg.threshold_rule)
+            result = evaluate_scores(
+                ev.test_labels[ev.test],
+                s_test,
+                thresholds,
+                ev.pathologies,
+                groups=patients,
+                n_boot=cfg.n_bootstrap,
+                seed=seed,
+            )
+            runs.append(
+                {
+                    "fraction": fraction,
+                    "seed": seed,
+                    "n_train_images": int(len(train)),
+                    "n_train_patients": int(ev.records["patient_id"].iloc[train].nunique()),
+                    "selection": selection,
+                    **result,
+                }
+            )
+            log.info("fraction %.3g seed %d: macro AUROC %s", fraction, seed, result["macro_auroc"])
+            if seed == cfg.seed:
+                best = {
+                    "scores": s_test,
+                    "labels": ev.test_labels[ev.test],
+                    "embedding": embedding,
+                    "run": runs[-1],
+                    "pathologies": ev.pathologies,
+                }
+    return runs, best
+
+
+def _probe_run(feats, test_feats, ev: EvalData, train, cfg: EvalConfig, dev):
+    probe = fit_linear_probe(
+        feats[train], ev.labels[train], feats[ev.valid], ev.labels[ev.valid], c_grid=tuple(cfg.c_grid), device=str(dev)
+    )
+    selection = {"C": dict(zip(ev.pathologies, probe.C.tolist(), strict=True))}
+    return probe.decision_function(feats[ev.valid]), probe.decision_function(test_feats[ev.test]), selection
+
+
+def _finetune_run(model, source, ev: EvalData, train, cfg: EvalConfig, size, dev, seed, from_scratch: bool):
+    tuned, history = finetune(
+        model,
+        source.images[train],
+        ev.labels[train],
+        source.images[ev.valid],
+        ev.labels[ev.valid],
+        size,
+        cfg.finetune,
+        dev,
+        seed,
+        from_scratch=from_scratch,
+    )
+    test_images = ev.test_cache.images[ev.test]
+    s_valid = predict(tuned, source.images[ev.valid], size, dev, cfg.batch_size)
+    s_test = predict(tuned, test_images, size, dev, cfg.batch_size)
+    embedding = extract_features(tuned.encoder, test_images, size, dev, cfg.batch_size, desc="test embeddings")
+    return s_valid, s_test, history, embedding
+
+
+def summarize(runs: list[dict], pathologies: list[str]) -> dict[str, dict]:
+    """Per fraction (key ``str(fraction)``): mean and sample std over seeds of macro AUROC/AP/F1 and per-class AUROC."""
+    out = {}
+    for fraction in sorted({r["fraction"] for r in runs}):
+        group = [r for r in runs if r["fraction"] == fraction]
+        entry: dict[str, Any] = {
+            "fraction": fraction,
+            "n_seeds": len(group),
+            "n_train_images": [r["n_train_images"] for r in group],
+        }
+        for key in ("macro_auroc", "macro_ap", "macro_f1", "macro_kappa"):
+            entry.update(_mean_std(key, [r[key] for r in group]))
+        entry["per_class_auroc"] = {
+            p: _mean_std("auroc", [r["per_class"][p]["auroc"] for r in group]) for p in pathologies
+        }
+        out[str(fraction)] = entry
+    return out
+
+
+def _mean_std(key: str, values: list) -> dict[str, Any]:
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    mean = float(v.mean()) if len(v) else None
+    std = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else None)
+    return {f"{key}_mean": mean, f"{key}_std": std, f"{key}_values": [float(x) for x in v]}
+
+
+def _data_info(source: Cache, target: Cache | None, ev: EvalData) -> dict:
+    def describe(c: Cache) -> dict:
+        return {
+            "path": str(c.path),
+            "count": len(c),
+            "image_size": c.image_size,
+            "datasets": sorted(map(str, c.records["dataset"].dropna().unique())),
+        }
+
+    return {
+        "source": describe(source),
+        "target": describe(target) if target is not None else None,
+        "n_selection_rows": int(len(ev.valid)),
+        "n_test_rows": int(len(ev.test)),
+        "n_test_patients": int(ev.test_cache.records["patient_id"].iloc[ev.test].nunique()),
+    }

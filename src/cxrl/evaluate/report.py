@@ -1,0 +1,203 @@
+"""Write an evaluation's ``metrics.json``, plots, ``report.md`` and ``report.html``, and format its table."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cxrl.evaluate import plots
+
+
+def json_safe(x):
+    """Plain JSON data: numpy scalars/arrays to Python, NaN and inf to ``None``."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, (np.integer, np.bool_)):
+        return x.item()
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def summary_table(metrics: dict) -> str:
+    """Markdown table: one row per label fraction, macro AUROC mean ± std over seeds, AP, F1, kappa."""
+    rows = [
+        "| labels | train images | seeds | macro AUROC | macro AP | macro F1 | macro kappa |",
+        "|---:|---:|---:|---|---|---|---|",
+    ]
+    for s in metrics["summary"].values():
+        cells = [_pm(s, k) for k in ("macro_auroc", "macro_ap", "macro_f1", "macro_kappa")]
+        images = "/".join(str(n) for n in sorted(set(s["n_train_images"])))
+        rows.append(f"| {s['fraction'] * 100:g}% | {images} | {s['n_seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _pm(entry: dict, key: str) -> str:
+    mean, std = entry[f"{key}_mean"], entry[f"{key}_std"]
+    return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def per_class_table(run: dict, pathologies: list[str]) -> str:
+    """Markdown table of one run's per-class test metrics."""
+    rows = [
+        "| class | pos/neg | AUROC (95% CI) | AP | threshold | F1 | kappa | precision | recall |",
+        "|---|---:|---|---|---|---|---|---|---|",
+    ]
+    for p in pathologies:
+        c = run["per_class"][p]
+        ci = "" if None in c["auroc_ci"] else f" ({c['auroc_ci'][0]:.3f}–{c['auroc_ci'][1]:.3f})"
+        vals = [_f(c[k]) for k in ("ap", "threshold", "f1", "kappa", "precision", "recall")]
+        rows.append(f"| {p} | {c['n_positive']}/{c['n_negative']} | {_f(c['auroc'])}{ci} | " + " | ".join(vals) + " |")
+    return "\n".join(rows)
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def make_plots(metrics: dict, best: dict, out: Path) -> dict[str, str]:
+    """Write the report's PNGs into ``out``; returns ``{plot name: file name}``."""
+    names = best["pathologies"]
+    fraction = best["run"]["fraction"]
+    title = f"{metrics['encoder']['name']}, {fraction * 100:g}% labels, seed {best['run']['seed']}"
+    files = {
+        "label_efficiency": plots.label_efficiency(
+            metrics["summary"], out / "label_efficiency.png", metrics["encoder"]["name"]
+        ),
+        "roc": plots.roc_curves(best["labels"], best["scores"], names, out / "roc.png", f"ROC: {title}"),
+        "per_class_auroc": plots.per_class_auroc(best["run"], names, out / "per_class_auroc.png", title),
+        "confusion": plots.confusion_matrices(best["run"], names, out / "confusion.png"),
+    }
+    method = metrics["protocol"]["embedding"]
+    if method != "none":
+        k = int(
+            np.argmax(
+                [
+                    (~np.isnan(best["labels"][:, i])).sum() * min((best["labels"][:, i] == 1).mean(), 0.5)
+                    for i in range(len(names))
+                ]
+            )
+        )
+        emb = plots.embedding_map(best["embedding"], best["labels"][:, k], names[k], out / "embedding.png", method)
+        if emb is not None:
+            files["embedding"] = emb
+    return {k: Path(v).name for k, v in files.items()}
+
+
+def write_reports(metrics: dict, best: dict, out: Path) -> None:
+    """``metrics.json`` + plots + ``report.md`` + ``report.html`` into ``out``; prints the summary table."""
+    metrics["plots"] = make_plots(metrics, best, out) if best else {}
+    metrics.update(json_safe(metrics))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    md = markdown_report(metrics)
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(html_report(metrics))
+    print(
+        f"\n{metrics['encoder']['name']} ({metrics['protocol']['protocol']}), test macro AUROC over "
+        f"{len(metrics['pathologies'])} pathologies:\n{summary_table(metrics)}\nreport: {out / 'report.html'}"
+    )
+
+
+def _largest_fraction_run(metrics: dict) -> dict:
+    top = max(r["fraction"] for r in metrics["runs"])
+    return next(r for r in metrics["runs"] if r["fraction"] == top)
+
+
+def markdown_report(metrics: dict) -> str:
+    """The whole report as Markdown (images referenced beside it)."""
+    enc, proto = metrics["encoder"], metrics["protocol"]
+    run = _largest_fraction_run(metrics)
+    target = metrics["data"]["target"]
+    lines = [
+        f"# Evaluation: {enc['name']}",
+        "",
+        f"- encoder: `{enc['name']}` (method {enc.get('method')}, backbone {enc.get('backbone')}, "
+        f"{enc['num_features']} features, image size {enc['image_size']})",
+        f"- protocol: {proto['protocol']}, label fractions {', '.join(f'{f:g}' for f in proto['fractions'])}, "
+        f"{proto['seeds']} seed(s), uncertainty {proto['uncertainty']}, thresholds by {proto['threshold_rule']}",
+        f"- data: `{metrics['data']['source']['path']}`" + (f" → tested on `{target['path']}`" if target else ""),
+        f"- test rows: {metrics['data']['n_test_rows']} images of {metrics['data']['n_test_patients']} patients; "
+        f"bootstrap: {proto['n_bootstrap']} patient resamples",
+        f"- pathologies: {', '.join(metrics['pathologies'])}",
+        "",
+        "## Label efficiency",
+        "",
+        summary_table(metrics),
+        "",
+    ]
+    lines += (
+        [f"![label efficiency]({metrics['plots']['label_efficiency']})", ""]
+        if "label_efficiency" in metrics["plots"]
+        else []
+    )
+    lines += [
+        f"## Per class ({run['fraction'] * 100:g}% labels, seed {run['seed']})",
+        "",
+        f"Macro AUROC {_f(run['macro_auroc'])} (95% CI {_ci(run['macro_auroc_ci'])}).",
+        "",
+        per_class_table(run, metrics["pathologies"]),
+        "",
+    ]
+    for key, caption in (
+        ("roc", "ROC curves"),
+        ("per_class_auroc", "per-class AUROC"),
+        ("confusion", "confusion matrices"),
+        ("embedding", "test embeddings"),
+    ):
+        if key in metrics["plots"]:
+            lines += [f"![{caption}]({metrics['plots'][key]})", ""]
+    if metrics["notes"] or run["notes"]:
+        lines += ["## Notes", ""] + [f"- {n}" for n in metrics["notes"] + run["notes"]] + [""]
+    return "\n".join(lines)
+
+
+def _ci(ci: list) -> str:
+    return "n/a" if None in ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
+def html_report(metrics: dict) -> str:
+    """A self-contained-looking HTML page (PNG files beside it) rendering the Markdown report's content."""
+    body = []
+    table: list[str] = []
+    for line in markdown_report(metrics).splitlines() + [""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            body.append(_html_table(table))
+            table = []
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            alt, src = line[2:-1].split("](")
+            body.append(f'<figure><img src="{html.escape(src)}" alt="{html.escape(alt)}"></figure>')
+        elif line.startswith("- "):
+            body.append(f"<li>{html.escape(line[2:]).replace('`', '')}</li>")
+        elif line:
+            body.append(f"<p>{html.escape(line)}</p>")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+    )
+    title = html.escape(f"cxrl evaluation: {metrics['encoder']['name']}")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style>"
+        f"</head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def _html_table(lines: list[str]) -> str:
+    cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
+    head, rows = cells[0], cells[2:]
+    out = ["<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows]
+    return "\n".join(out) + "</table>"

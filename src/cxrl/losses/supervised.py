@@ -89,7 +89,8 @@ def positive_weights(labels: np.ndarray | torch.Tensor) -> torch.Tensor:
     y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
     positives = (y == 1).sum(dim=0)
     negatives = (y == 0).sum(dim=0)
-    return torch.where((positives > 0) & (negatives > 0), negatives / positives.clamp(min=1), torch.ones_like(negatives)).float()
+    balanced = (positives > 0) & (negatives > 0)
+    return torch.where(balanced, negatives / positives.clamp(min=1), torch.ones_like(negatives)).float()
 
 
 def inverse_frequency_weights(labels: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from cxrl.data.phantom.sampling import Anatomy
+from cxrl.data.phantom.textures import texture
 
 SHIFT = 4  # cv2 sub-pixel bits
 ONE = 1 << SHIFT
@@ -28,11 +29,12 @@ def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(t, t)
 
 
-def polyline(layer: np.ndarray, pts: np.ndarray, value: float, thickness: float, closed: bool = False) -> None:
-    """Draw normalized points ``(k, 2)`` onto ``layer`` in place, anti-aliased, sub-pixel."""
+def polyline(layer: np.ndarray, pts, value: float, thickness: float, closed: bool = False) -> None:
+    """Draw normalized points ``(k, 2)`` (or a list of such curves, in one call) onto ``layer``, anti-aliased."""
     size = layer.shape[0]
-    p = np.round(pts * size * ONE).astype(np.int32).reshape(-1, 1, 2)
-    cv2.polylines(layer, [p], closed, value, max(1, int(round(thickness * size))), cv2.LINE_AA, SHIFT)
+    curves = [pts] if isinstance(pts, np.ndarray) and pts.ndim == 2 else pts
+    p = [np.round(np.asarray(c) * size * ONE).astype(np.int32) for c in curves]
+    cv2.polylines(layer, p, closed, value, max(1, int(round(thickness * size))), cv2.LINE_AA, SHIFT)
 
 
 def fill(layer: np.ndarray, pts: np.ndarray, value: float = 1.0) -> None:
@@ -70,9 +72,9 @@ def lung_outline(g: Anatomy, side: int, mid: float, dome: float, mediastinum: fl
     wall = mid - side * g.thorax_half_width
     medial = mid - side * (mediastinum + 0.01 * (side < 0))
     t = np.linspace(0, 1, 24, dtype=np.float32)
-    apex_x = medial + (wall - medial) * 0.35
-    lateral = np.stack([apex_x + (wall - apex_x) * np.sin(t * np.pi / 2) ** 0.6,
-                        g.apex + (dome + 0.07 - g.apex) * t ** 1.15], 1)
+    apex_x = medial + (wall - medial) * 0.4
+    lateral = np.stack([apex_x + (wall - apex_x) * np.sin(t * np.pi / 2) ** 0.75,
+                        g.apex + (dome + 0.07 - g.apex) * t ** 1.3], 1)
     cp = lateral[-1]
     u = np.linspace(0, 1, 20, dtype=np.float32)
     x_dia = cp[0] + (medial - cp[0]) * u
@@ -94,25 +96,72 @@ def rib_lines(g: Anatomy, mid: float, dome: float, rng: np.random.Generator) -> 
             y0 = g.apex - 0.03 + k * spacing + rng.normal(0, 0.003)
             reach = g.thorax_half_width * (0.75 + 0.3 * np.sin(np.pi * min(1.0, (k + 1.5) / n)))
             x = mid - side * (0.025 + reach * t)
-            y = y0 - 0.03 * np.sin(np.pi * t * 0.9) + (0.04 + 0.012 * k) * t**2
+            y = y0 - 0.025 * np.sin(np.pi * t * 0.8) + (0.07 + 0.01 * k) * t**2.2
             ribs.append(np.stack([x, y], 1))
     return ribs, spacing * 0.42
 
 
-def vessel_tree(layer: np.ndarray, hilum, direction: float, rng: np.random.Generator, depth: int = 5) -> None:
-    """Branching vessels from a hilum: each segment forks in two, thinner and shorter (tapering)."""
+def vessel_tree(layer: np.ndarray, hilum, directions, rng: np.random.Generator, depth: int = 5,
+                length: float = 0.09, width: float = 0.010, value: float = 1.0) -> None:
+    """Branching vessels from a hilum, one cv2 call per generation: each segment forks in two, thinner and
+    shorter (tapering), so vessels fade toward the periphery."""
     size = layer.shape[0]
-    stack = [(np.array(hilum, np.float32), direction, 0.09, 0.010, depth)]
-    while stack:
-        p, ang, length, width, d = stack.pop()
-        q = p + length * np.array([np.cos(ang), np.sin(ang)], np.float32)
-        a = tuple(int(v) for v in np.round(p * size * ONE))
-        b = tuple(int(v) for v in np.round(q * size * ONE))
-        cv2.line(layer, a, b, 0.4 + width * 60, max(1, int(round(width * size))), cv2.LINE_AA, SHIFT)
-        if d > 0:
-            for turn in (-1, 1):
-                spread = turn * rng.uniform(0.25, 0.6)
-                stack.append((q, ang + spread, length * rng.uniform(0.7, 0.85), width * 0.72, d - 1))
+    ang = np.asarray(directions, np.float64)
+    start = np.tile(np.asarray(hilum, np.float64), (len(ang), 1))
+    lengths = np.full(len(ang), length)
+    for level in range(depth + 1):
+        end = start + lengths[:, None] * np.stack([np.cos(ang), np.sin(ang)], 1)
+        segments = np.round(np.stack([start, end], 1) * size * ONE).astype(np.int32)
+        thickness = max(1, int(round(width * 0.72**level * size)))
+        cv2.polylines(layer, list(segments), False, value * (1 - 0.1 * level), thickness, cv2.LINE_AA, SHIFT)
+        m = len(ang)
+        start = np.repeat(end, 2, axis=0)
+        ang = np.repeat(ang, 2) + np.tile([-1.0, 1.0], m) * rng.uniform(0.25, 0.6, 2 * m)
+        lengths = np.repeat(lengths, 2) * rng.uniform(0.7, 0.85, 2 * m)
+
+
+def smooth_fields(g: Anatomy, size: int, mid: float, dome: float) -> tuple[np.ndarray, np.ndarray]:
+    """Soft-tissue thickness (body, neck, shoulders, spine, breasts) and lung depth, computed at quarter
+    resolution (they are smooth) and upsampled."""
+    low = max(16, size // 4)
+    x, y = grid(low)
+    body_a = g.thorax_half_width + 0.07 + 0.05 * g.fat
+    shoulder = np.clip((y - 0.01) / 0.16, 0, 1) ** 0.45
+    half_width = 0.09 + (body_a + 0.04 - 0.09) * shoulder - 0.03 * np.clip((y - 0.75) / 0.25, 0, 1)
+    u = ((x - mid) / half_width) ** 2
+    torso = np.sqrt(np.clip(1 - u, 0, 1)) * (0.55 + 0.35 * shoulder)
+    spine = np.exp(-(((x - mid) / 0.032) ** 4)) * np.clip((y - 0.02) / 0.05, 0, 1)
+    soft = torso * (0.62 + 0.3 * g.fat) + 0.12 * spine
+    if g.female:
+        for side in (1, -1):
+            soft += 0.1 * np.exp(-(((x - mid + side * 0.2) / 0.14) ** 2 + ((y - dome) / 0.09) ** 2))
+    depth = 0.6 + 0.4 * np.sqrt(np.clip(1 - ((x - mid) / (g.thorax_half_width + 0.02)) ** 2, 0, 1))
+    up = (size, size)
+    return (cv2.resize(soft, up, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(depth.astype(np.float32), up, interpolation=cv2.INTER_LINEAR))
+
+
+def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Generator):
+    """Posterior ribs (bands with a brighter cortex), faint anterior ribs, clavicles, vertebral end plates."""
+    ribs, rib_w = rib_lines(g, mid, dome, rng)
+    bones = np.zeros((size, size), np.float32)
+    polyline(bones, ribs, 1.0, rib_w)
+    polyline(bones, ribs, -0.3, rib_w * 0.5)
+    anterior = []
+    for k in range(5):
+        for side in (1, -1):
+            y0 = g.apex + 0.06 + k * 0.085
+            anterior.append(np.array([[mid - side * g.thorax_half_width * 0.95, y0],
+                                      [mid - side * g.thorax_half_width * 0.55, y0 + 0.03],
+                                      [mid - side * 0.08, y0 + 0.085]], np.float32))
+    polyline(bones, anterior, 0.3, rib_w * 0.8)
+    clavicles = [np.array([[mid - side * 0.035, g.apex + 0.025], [mid - side * 0.15, g.apex - 0.015],
+                           [mid - side * 0.27, g.apex - 0.03], [mid - side * 0.33, g.apex - 0.06]], np.float32)
+                 for side in (1, -1)]
+    polyline(bones, clavicles, 1.3, 0.026)
+    plates = [np.array([[mid - 0.03, yy], [mid + 0.03, yy]], np.float32) for yy in np.arange(0.02, 1.0, 0.045)]
+    polyline(bones, plates, 0.5, 0.006)
+    return cv2.GaussianBlur(bones, (0, 0), size * 0.0025), ribs, rib_w
 
 
 def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: float = 1.0,
@@ -120,57 +169,38 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
     """Attenuation map of a normal chest, its geometry, and named layers findings may reuse."""
     x, y = grid(size)
     mid = 0.5
-    dome_r = g.diaphragm + inspiration
-    dome = (dome_r, dome_r + 0.025)
-    body_a = g.thorax_half_width + 0.07 + 0.05 * g.fat
-    r2 = ((x - mid) / body_a) ** 2 + ((y - 0.62) / 0.75) ** 4
-    torso = np.sqrt(np.clip(1 - r2, 0, 1))
-    neck = np.exp(-(((x - mid) / 0.085) ** 6)) * (y < 0.2) * np.clip((0.2 - y) / 0.05, 0, 1)
-    shoulders = np.sqrt(np.clip(1 - ((x - mid) / (body_a + 0.05)) ** 2 - ((y - 0.1) / 0.12) ** 2, 0, 1))
-    soft = np.maximum(np.maximum(torso, neck * 0.8), shoulders * 0.9) * (0.6 + 0.25 * g.fat)
+    dome = (g.diaphragm + inspiration, g.diaphragm + inspiration + 0.025)
+    soft, depth = smooth_fields(g, size, mid, dome[0])
     lungs = np.zeros((size, size), np.float32)
     for side in (1, -1):
         fill(lungs, lung_outline(g, side, mid, dome[0] if side > 0 else dome[1], g.mediastinum * mediastinum_scale))
-    lungs = cv2.GaussianBlur(lungs, (0, 0), size * 0.006)
-    depth = 0.55 + 0.45 * np.sqrt(np.clip(1 - ((x - mid) / (g.thorax_half_width + 0.02)) ** 2, 0, 1))
+    lungs = cv2.GaussianBlur(lungs, (0, 0), size * 0.005)
     heart_hw = g.heart_ratio * g.thorax_half_width * heart_scale
-    heart = (mid + 0.18 * heart_hw, dome[0] - 0.1, heart_hw, 0.12 + 0.25 * heart_hw)
+    heart = (mid + 0.3 * heart_hw, dome[0] - 0.1, heart_hw, 0.11 + 0.3 * heart_hw)
     heart_layer = np.zeros_like(lungs)
-    ellipse(heart_layer, heart[:2], heart[2:], angle=-12)
-    heart_layer = cv2.GaussianBlur(heart_layer, (0, 0), size * 0.005)
-    air = lungs * depth * (1 - 0.8 * heart_layer)
+    ellipse(heart_layer, heart[:2], heart[2:], angle=-25)
+    knob = (mid + g.mediastinum * mediastinum_scale + 0.012, dome[0] - 0.36)
+    ellipse(heart_layer, knob, (0.035, 0.03))
+    heart_layer = cv2.GaussianBlur(heart_layer, (0, 0), size * 0.004)
+    air = lungs * depth * (1 - 0.85 * heart_layer)
     hila = ((mid - 0.09, dome[0] - 0.27), (mid + 0.085, dome[0] - 0.26))
     vessels = np.zeros_like(lungs)
     for side, hilum in zip((1, -1), hila, strict=True):
         base = np.pi if side > 0 else 0.0
-        for ang in (-0.9, -0.35, 0.3, 0.85):
-            vessel_tree(vessels, hilum, base - side * ang + rng.normal(0, 0.1), rng)
-    fade = np.exp(-(((x - mid) / 0.3) ** 2 + ((y - hila[0][1]) / 0.35) ** 2))
-    vessels = cv2.GaussianBlur(vessels, (0, 0), size * 0.0035) * lungs * (0.35 + 0.65 * fade)
-    ribs, rib_w = rib_lines(g, mid, dome[0], rng)
-    bones = np.zeros_like(lungs)
-    for rib in ribs:
-        polyline(bones, rib, 1.0, rib_w)
-        polyline(bones, rib, -0.45, rib_w * 0.45)
-    for side in (1, -1):
-        clav = np.array([[mid - side * 0.04, g.apex + 0.02], [mid - side * 0.16, g.apex - 0.02],
-                         [mid - side * 0.3, g.apex - 0.05]], np.float32)
-        polyline(bones, clav, 1.2, 0.028)
-    bones = cv2.GaussianBlur(bones, (0, 0), size * 0.003)
-    spine = np.exp(-(((x - mid) / 0.03) ** 4)) * (0.8 + 0.2 * np.cos(y * 2 * np.pi / 0.045) ** 2)
-    trachea = np.exp(-(((x - mid) / 0.018) ** 2)) * (y < hila[0][1] - 0.02) * (y > 0.02)
+        angles = base - side * np.array([-1.1, -0.5, 0.05, 0.55, 1.0]) + rng.normal(0, 0.1, 5)
+        vessel_tree(vessels, hilum, angles, rng, length=0.075, width=0.011)
+    fade = np.exp(-(((x - mid) / 0.28) ** 2 + ((y - hila[0][1]) / 0.32) ** 2))
+    vessels = cv2.GaussianBlur(vessels, (0, 0), size * 0.003) * lungs * (0.25 + 0.75 * fade)
+    vessels += 0.1 * lungs * texture(size, rng, scale=0)
+    bones, ribs, rib_w = draw_bones(g, size, mid, dome[0], rng)
+    trachea = np.exp(-(((x - mid) / 0.016) ** 2)) * np.clip((hila[0][1] - 0.02 - y) / 0.03, 0, 1) * (y > 0.01)
     geometry = Geometry(
         size=size, mid=mid, apex=g.apex, dome=dome,
         wall=(mid - g.thorax_half_width, mid + g.thorax_half_width), heart=heart, hila=hila,
         carina=(mid, hila[0][1] - 0.02), lungs=lungs, sides=np.where(x < mid, 1.0, -1.0).astype(np.float32),
         ribs=ribs, rib_width=rib_w,
     )
-    attenuation = soft + 0.3 * heart_layer - 0.55 * air + 0.5 * vessels + 0.16 * bones * (0.4 + 0.6 * lungs)
-    attenuation += 0.25 * spine * (1 - 0.5 * lungs) - 0.12 * trachea
-    if g.female:
-        for side in (1, -1):
-            breast = np.zeros_like(lungs)
-            ellipse(breast, (mid - side * 0.22, dome[0] - 0.02), (0.16, 0.1))
-            attenuation += 0.12 * cv2.GaussianBlur(breast, (0, 0), size * 0.03)
+    attenuation = soft + 0.06 * heart_layer - 0.5 * air + 0.2 * vessels - 0.1 * trachea
+    attenuation += 0.1 * bones * (0.3 + 0.7 * lungs)
     layers = {"air": air, "vessels": vessels, "heart": heart_layer, "soft": soft}
     return attenuation.astype(np.float32), geometry, layers

@@ -10,37 +10,17 @@ lines; atelectasis = plate-like basal bands; lesion = sharp round nodule or mass
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from cxrl.data.phantom.anatomy import Geometry, ellipse, grid, polyline, vessel_tree
 from cxrl.data.phantom.sampling import Finding
+from cxrl.data.phantom.textures import texture
 
 AMOUNT = {"mild": 0.0, "moderate": 0.5, "severe": 1.0}
 SIDE_SIGN = {"right": (1,), "left": (-1,), "bilateral": (1, -1), "midline": (1,)}
 ZONE_Y = {"upper": 0.25, "middle": 0.5, "lower": 0.78}
-
-
-@lru_cache(maxsize=2)
-def texture_bank(size: int) -> np.ndarray:
-    """Four smooth noise fields (2*size square, zero mean, unit sd), generated once per process."""
-    rng = np.random.default_rng(12345)
-    fields = []
-    for sigma in (0.012, 0.02, 0.03, 0.05):
-        f = cv2.GaussianBlur(rng.standard_normal((2 * size, 2 * size)).astype(np.float32), (0, 0), sigma * size)
-        fields.append((f - f.mean()) / f.std())
-    return np.stack(fields)
-
-
-def texture(size: int, rng: np.random.Generator, scale: int | None = None) -> np.ndarray:
-    """A random crop (and flip) of a bank field: cheap, seeded, varied."""
-    bank = texture_bank(size)
-    k = int(rng.integers(len(bank))) if scale is None else scale
-    oy, ox = rng.integers(0, size, 2)
-    crop = bank[k, oy : oy + size, ox : ox + size]
-    return crop[:, ::-1] if rng.random() < 0.5 else crop
 
 
 def side_region(geo: Geometry, side: int) -> np.ndarray:
@@ -54,7 +34,7 @@ def effusion(att, geo: Geometry, layers, f: Finding, rng, supine: bool = False) 
     mask = np.zeros_like(att)
     for side in SIDE_SIGN[f.side]:
         dome = geo.dome[0] if side > 0 else geo.dome[1]
-        hemi = cv2.dilate(side_region(geo, side), np.ones((5, 5), np.uint8))
+        hemi = side_region(geo, side)
         if supine:
             level = dome - 0.1 - 0.25 * a
             region = hemi * np.clip((y - level) / 0.2, 0, 1)
@@ -62,9 +42,9 @@ def effusion(att, geo: Geometry, layers, f: Finding, rng, supine: bool = False) 
         else:
             wall = geo.wall[0] if side > 0 else geo.wall[1]
             lateral = np.clip(1 - np.abs(x - wall) / 0.25, 0, 1)
-            level = dome - 0.02 - (0.05 + 0.28 * a) + (0.05 + 0.05 * a) * (1 - lateral**2)
-            region = hemi * np.clip((y - level) / 0.012, 0, 1)
-            att += (0.5 + 0.1 * a) * region * (0.8 + 0.2 * np.clip((y - level) / 0.1, 0, 1))
+            level = dome - 0.02 - (0.05 + 0.25 * a) + (0.07 + 0.05 * a) * (1 - lateral) ** 1.5
+            region = hemi * np.clip((y - level) / 0.03, 0, 1)
+            att += (0.42 + 0.1 * a) * region * (0.6 + 0.4 * np.clip((y - level) / 0.12, 0, 1))
         mask = np.maximum(mask, region)
     return mask
 
@@ -100,8 +80,8 @@ def _patch(geo: Geometry, f: Finding, rng, spread: float, threshold: float) -> n
         r = spread * (0.6 + 0.6 * AMOUNT[f.severity])
         blob = np.exp(-(((x - cx) / r) ** 2 + ((y - cy) / (0.8 * r)) ** 2))
         field = blob + 0.35 * texture(geo.size, rng, scale=1)
-        out = np.maximum(out, np.clip((field - threshold) / 0.15, 0, 1) * side_region(geo, side))
-    return out
+        out = np.maximum(out, np.clip((field - threshold) / 0.3, 0, 1) * side_region(geo, side))
+    return cv2.GaussianBlur(out, (0, 0), geo.size * 0.006)
 
 
 def air_bronchograms(geo: Geometry, region: np.ndarray, rng) -> np.ndarray:
@@ -109,7 +89,7 @@ def air_bronchograms(geo: Geometry, region: np.ndarray, rng) -> np.ndarray:
     tubes = np.zeros_like(region)
     for side, hilum in zip((1, -1), geo.hila, strict=True):
         if (region * (geo.sides == side)).max() > 0.5:
-            vessel_tree(tubes, hilum, np.pi * (side > 0) - side * rng.uniform(-0.6, 0.9), rng, depth=3)
+            vessel_tree(tubes, hilum, [np.pi * (side > 0) - side * rng.uniform(-0.6, 0.9)], rng, depth=3)
     return tubes * (region > 0.6)
 
 
@@ -139,7 +119,7 @@ def edema(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     haze = np.zeros_like(att)
     for hx, hy in geo.hila:
         haze = np.maximum(haze, np.exp(-(((x - hx) / (0.13 + 0.05 * a)) ** 2 + ((y - hy) / (0.15 + 0.05 * a)) ** 2)))
-    haze = haze * (0.85 + 0.15 * texture(geo.size, rng, scale=1)) * geo.lungs
+    haze = haze * (0.9 + 0.1 * texture(geo.size, rng, scale=2)) * geo.lungs
     att += (0.22 + 0.2 * a) * haze + 0.5 * cv2.GaussianBlur(layers["vessels"], (0, 0), geo.size * 0.006)
     lines = np.zeros_like(att)
     for side in (1, -1):

@@ -102,8 +102,8 @@ def boxes_from_mask(packed: np.ndarray) -> list[dict]:
         binary = ((packed >> bit) & 1).astype(np.uint8)
         if not binary.any():
             continue
-        count, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-        for x, y, w, h, area in stats[1:count]:
-            if area >= MIN_BOX_PIXELS:
+        contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for x, y, w, h in sorted(cv2.boundingRect(c) for c in contours):
+            if w * h >= MIN_BOX_PIXELS:
                 boxes.append({"label": name, "x": int(x), "y": int(y), "w": int(w), "h": int(h)})
     return boxes

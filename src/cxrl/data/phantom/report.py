@@ -138,8 +138,9 @@ def write_report(spec: ImageSpec, rng: np.random.Generator) -> str:
         "",
         *_section("IMPRESSION", impression),
     ]
-    return "\n".join(body) + "\n"
+    lines = [part for line in body for part in (textwrap.wrap(line, 79, subsequent_indent=" ") or [""])]
+    return "\n".join(lines) + "\n"
 
 
 def _section(title: str, sentences: list[str]) -> list[str]:
-    return [f" {title}:", " "] + [" " + line for line in textwrap.wrap("  ".join(sentences), width=78)]
+    return [f" {title}:", "", " " + "  ".join(sentences)]

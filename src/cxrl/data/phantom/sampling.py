@@ -5,7 +5,7 @@ of the real CheXpert frontal rows (``chexpert_stats.json``, derived by ``scripts
 so prevalence, pairwise lifts and findings per image follow the real data. An uncertain ('u') finding is
 truly present half the time and always hedged in the report; an absent finding is negated with its real
 rate P(negative | not positive, not uncertain), else not mentioned. Follow-up studies of a patient carry
-most of the previous study's findings (severity drifts), so a patient's course evolves.
+most of the previous study's label pattern and findings (severity drifts), so a patient's course evolves.
 """
 
 from __future__ import annotations
@@ -166,12 +166,14 @@ def sample_anatomy(rng: np.random.Generator, female: bool) -> Anatomy:
 
 
 def _study_state(
-    sampler: LabelSampler, rng: np.random.Generator, prior: dict[str, Finding] | None
-) -> tuple[dict[str, Finding], dict[str, str]]:
-    """Findings and mentions of one study; follow-ups keep most prior findings at the same side."""
-    if prior and rng.random() < 0.6:
-        codes = {n: ("1" if n in prior and rng.random() < 0.85 else "0") for n in FINDINGS}
-        codes = {n: ("u" if c == "1" and rng.random() < 0.1 else c) for n, c in codes.items()}
+    sampler: LabelSampler,
+    rng: np.random.Generator,
+    prior: dict[str, Finding] | None,
+    prior_codes: dict[str, str] | None,
+) -> tuple[dict[str, Finding], dict[str, str], dict[str, str]]:
+    """Findings, mentions and pattern codes of one study; follow-ups mostly keep the prior pattern."""
+    if prior_codes and rng.random() < 0.6:
+        codes = {n: (c if rng.random() < 0.85 else "0") for n, c in prior_codes.items()}
     else:
         codes = sampler.draw(rng)
     mentions, present = sampler.mentions_and_truth(codes, rng)
@@ -181,7 +183,7 @@ def _study_state(
             findings[name] = evolve(prior[name], rng)
         else:
             findings[name] = new_finding(name, rng, mild_bias=mentions[name] == "uncertain")
-    return findings, mentions
+    return findings, mentions, codes
 
 
 def plan_dataset(n: int, seed: int = 0, patients: int | None = None, valid_fraction: float = 0.07,
@@ -204,9 +206,9 @@ def plan_dataset(n: int, seed: int = 0, patients: int | None = None, valid_fract
         female = bool(rng.random() < stats["female_fraction"])
         anatomy = sample_anatomy(rng, female)
         age = int(np.clip(rng.normal(stats["age_mean"], stats["age_sd"]), 18, 90))
-        prior = None
+        prior, codes = None, None
         for study in range(1, int((owner == p).sum()) + 1):
-            findings, mentions = _study_state(sampler, rng, prior)
+            findings, mentions, codes = _study_state(sampler, rng, prior, codes)
             view = "AP" if rng.random() < stats["ap_fraction"] or "et_tube" in anatomy.devices and \
                 "Support Devices" in findings else "PA"
             specs.append(ImageSpec(

@@ -38,6 +38,7 @@ DATASETS: dict[str, str] = {
     "siim": "cxrl.data.sources.siim",
     "covidx": "cxrl.data.sources.covidx",
     "object-cxr": "cxrl.data.sources.object_cxr",
+    "vindr": "cxrl.data.sources.vindr",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,24 +154,22 @@ def boxes_json(keys: pd.Series, boxes: pd.DataFrame) -> pd.Series:
     """One JSON list of box objects per distinct key (index = key), in the order the rows come.
 
     ``boxes`` is row-aligned with ``keys`` and has at least ``label, x, y, w, h`` (source pixels, top-left
-    corner); any further columns (e.g. ``rad_id``) are written into each object too.
+    corner); any further columns (e.g. ``rad_id``) are written into each object too. Coordinates are rounded
+    to 0.01 px.
     """
-    records = boxes.to_dict("records")
-    items = pd.Series([json.dumps(_clean(r)) for r in records], index=keys.index)
-    joined = items.groupby(keys.to_numpy(), sort=False).agg(",".join)
-    return "[" + joined + "]"
+    names = list(boxes.columns)
+    boxes = boxes.round(2)
+    columns = [boxes[c].tolist() for c in names]
+    grouped = group_lists(keys, [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)])
+    return pd.Series({key: json.dumps(items) for key, items in grouped.items()}, dtype=object)
 
 
-def _clean(record: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-safe values: numpy scalars to Python, float coordinates rounded to 0.01 px."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, (float, np.floating)):
-            value = round(float(value), 2)
-        elif isinstance(value, np.integer):
-            value = int(value)
-        out[key] = value
-    return out
+def group_lists(keys: pd.Series, values: Sequence[Any]) -> dict[Any, list[Any]]:
+    """``values`` gathered per key, keys and values in the order met (a plain-dict groupby, fast for many groups)."""
+    grouped: dict[Any, list[Any]] = {}
+    for key, value in zip(keys.tolist(), values, strict=True):
+        grouped.setdefault(key, []).append(value)
+    return grouped
 
 
 def index_images(folders: Iterable[Path], suffixes: tuple[str, ...]) -> dict[str, Path]:

@@ -1,0 +1,89 @@
+"""Object-CXR (MIDL 2020, JF Healthcare): foreign objects on chest X-rays; ``train.csv`` and ``dev.csv``.
+
+Each CSV row is ``image_name`` (or ``image_path``) and ``annotation``: empty when the image has no foreign object,
+else ``;``-separated objects ``TYPE x1 y1 x2 y2 ...`` with TYPE 0 rectangle and 1 ellipse (both given by their
+bounding box) or 2 polygon (its points). ``boxes`` lists ``{label: "Foreign Object", x, y, w, h, shape}`` per
+object (a polygon also keeps ``points``); ``foreign_object`` is 1/0. Rows whose annotation does not parse are
+skipped and listed in ``frame.attrs["skipped"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxrl.data.sources._common import Skipped, csv_lines, find_file, read_csv
+from cxrl.errors import DataError
+
+SPLITS = {"train": "train", "dev": "valid"}
+NAME_COLUMNS = ("image_name", "image_path")
+LABEL = "Foreign Object"
+SHAPES = {0: "rectangle", 1: "ellipse", 2: "polygon"}
+
+
+def load(root: Path) -> pd.DataFrame:
+    """One record per listed image, images under ``root/train/`` and ``root/dev/``."""
+    skipped = Skipped()
+    parts = []
+    for name, split in SPLITS.items():
+        path = find_file(root, f"{name}.csv")
+        if path is not None:
+            parts.append(read_split(path, split, root / name, skipped))
+    if not parts:
+        raise DataError(f"object-cxr: neither train.csv nor dev.csv is in {root}")
+    return skipped.attach(pd.concat(parts, ignore_index=True), "object-cxr")
+
+
+def read_split(path: Path, split: str, image_dir: Path, skipped: Skipped) -> pd.DataFrame:
+    """The records of one Object-CXR CSV."""
+    table = read_csv(path, dtype=str, keep_default_na=False)
+    name_column = next((c for c in NAME_COLUMNS if c in table), None)
+    if name_column is None or "annotation" not in table:
+        raise DataError(f"{path}: expected columns image_name (or image_path) and annotation; got {list(table)}")
+    boxes, keep = [], []
+    for i, (line, text) in enumerate(zip(csv_lines(table.index), table["annotation"], strict=True)):
+        try:
+            boxes.append(json.dumps(parse_annotation(text)))
+            keep.append(i)
+        except ValueError as err:
+            skipped.add(path, int(line), f"annotation {text[:60]!r}: {err}")
+    table = table.iloc[keep]
+    names = table[name_column].str.strip().str.rsplit("/", n=1).str[-1]
+    return pd.DataFrame(
+        {
+            "image_path": image_dir.as_posix() + "/" + names,
+            "patient_id": names.str.rsplit(".", n=1).str[0],
+            "study_id": names.str.rsplit(".", n=1).str[0],
+            "split": split,
+            "foreign_object": (table["annotation"].str.strip() != "").astype("float32"),
+            "boxes": boxes,
+        }
+    )
+
+
+def parse_annotation(text: str) -> list[dict[str, Any]]:
+    """Objects of one annotation string as box dicts (empty list for an empty string); ValueError if malformed."""
+    objects = []
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        kind, *coords = item.split()
+        shape = SHAPES.get(int(kind)) if kind.isdigit() else None
+        if shape is None:
+            raise ValueError(f"object type {kind!r} is not 0, 1 or 2")
+        values = [float(v) for v in coords]
+        if not all(map(math.isfinite, values)):
+            raise ValueError("coordinates must be finite numbers")
+        if shape == "polygon" and (len(values) < 6 or len(values) % 2):
+            raise ValueError(f"a polygon needs 3 or more x y points, got {len(values)} numbers")
+        if shape != "polygon" and len(values) != 4:
+            raise ValueError(f"a {shape} needs x1 y1 x2 y2, got {len(values)} numbers")
+        xs, ys = values[0::2], values[1::2]
+        box = {"label": LABEL, "x": min(xs), "y": min(ys), "w": max(xs) - min(xs), "h": max(ys) - min(ys)}
+        box["shape"] = shape
+        if shape == "polygon":
+            box["points"] = [[x, y] for x, y in zip(xs, ys, strict=True)]
+        objects.append(box)
+    return objects

@@ -232,3 +232,9 @@ def test_cli_prepare_with_views_and_limit(mixed_root, tmp_path, capsys):
     assert cache.records["view"].eq("PA").all() and cache.manifest["counts"]["records"] == 3
     assert "images at 16 px" in capsys.readouterr().out
     assert cli_main(["prepare", "chexpert", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d")]) == 1
+
+
+def test_cache_read_returns_rows_in_requested_order(toy_cache):
+    indices = np.array([40, 3, 40, 95, 0])
+    np.testing.assert_array_equal(toy_cache.read(indices), np.asarray(toy_cache.images)[indices])
+    assert toy_cache.read([]).shape == (0, 64, 64)

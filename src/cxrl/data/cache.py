@@ -42,6 +42,18 @@ class Cache:
     def image_size(self) -> int:
         return int(self.images.shape[1])
 
+    def read(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        """Images at ``indices`` (any order, repeats allowed) as one ``(B, H, W)`` uint8 array.
+
+        Rows are fetched in ascending file order (sequential access to the memory map), then put back in the
+        requested order.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(indices, kind="stable")
+        batch = np.empty((len(indices), *self.images.shape[1:]), dtype=self.images.dtype)
+        batch[order] = self.images[indices[order]]
+        return batch
+
 
 def open_cache(path: str | Path) -> Cache:
     """Open a cache folder written by ``cxrl prepare`` (or :func:`write_cache`) without loading images."""

@@ -1,0 +1,100 @@
+"""What every pre-training method is, and the few functions they share.
+
+A method is a small ``nn.Module`` that owns an ``encoder`` (the part exported for evaluation) and its heads,
+names its ``views`` (``cxrl.transforms.ViewConfig`` list) and maps those views (plus labels) to a scalar loss
+and a dict of logs. The engine (``cxrl.train``) does everything else: data, optimizer, schedules, precision,
+DDP, checkpoints. Momentum (EMA) methods override ``on_step_start``; SwAV overrides ``on_after_backward``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import torch
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from torch import nn
+
+from cxrl.transforms import ViewConfig
+
+Logs = dict[str, torch.Tensor]
+
+
+@dataclass
+class MethodConfig:
+    """Method-specific knobs (each method reads the ones it needs; the YAML of a method sets them)."""
+
+    name: str = "simclr"
+    proj_hidden_dim: int = 2048
+    proj_dim: int = 128
+    pred_hidden_dim: int = 4096  # BYOL / MoCo v3 predictor
+    temperature: float = 0.1
+    queue_size: int = 0  # MoCo v2 negatives; SwAV feature queue (0 = off)
+    ema_momentum: float = 0.99  # base EMA momentum, cosine-scheduled to 1.0 (BYOL, MoCo)
+    num_prototypes: int = 3000  # SwAV
+    sinkhorn_iterations: int = 3
+    sinkhorn_epsilon: float = 0.05
+    freeze_prototypes_steps: int = 0  # SwAV: prototypes get no update for the first steps
+    queue_start_step: int = 0  # SwAV: the queue joins the assignment after this step
+    local_views: int = 0  # SwAV multi-crop: number of small crops
+    local_size: int = 96
+    pathologies: list[str] = field(default_factory=list)  # supervised; empty = all present in the train rows
+    uncertainty: str = "ignore"  # supervised: cxrl.data.labels policy for -1
+    weighted_sampling: bool = False  # supervised: seeded WeightedRandomSampler-style draws
+    loss: str = "bce"  # supervised: bce | focal
+    focal_gamma: float = 2.0
+    pos_weight: bool = False  # supervised: BCE positive weights from train prevalence
+
+
+class PretrainMethod(nn.Module):
+    """Base of all methods: an ``encoder``, the ``views`` it trains on, and ``loss``."""
+
+    encoder: nn.Module
+    views: list[ViewConfig]
+
+    def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+        """Views (one ``(B, 1, s, s)`` tensor per ``ViewConfig``) and labels ``(B, K)`` -> (loss, logs)."""
+        raise NotImplementedError
+
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        """Called before each optimization step's forward (e.g. the EMA update)."""
+
+    def on_after_backward(self, step: int) -> None:
+        """Called after the backward pass, before the optimizer step (e.g. freezing prototypes)."""
+
+
+def encode_views(encoder: nn.Module, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Encode views, one forward per resolution (BatchNorm sees the views together, as in SimCLR/SwAV)."""
+    out: list[torch.Tensor | None] = [None] * len(views)
+    for size in dict.fromkeys(v.shape[-1] for v in views):
+        group = [i for i, v in enumerate(views) if v.shape[-1] == size]
+        features = encoder(torch.cat([views[i] for i in group])).chunk(len(group))
+        for i, f in zip(group, features, strict=True):
+            out[i] = f
+    return out  # type: ignore[return-value]
+
+
+def fp32(like: torch.Tensor) -> AbstractContextManager:
+    """Autocast off on ``like``'s device: losses and normalizations run in float32 under mixed precision."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` for the EMA (momentum) branch."""
+    ema = copy.deepcopy(module)
+    deactivate_requires_grad(ema)
+    return ema
+
+
+def ema_update(pairs: Sequence[tuple[nn.Module, nn.Module]], step: int, total_steps: int, base: float) -> float:
+    """EMA ``ema = m ema + (1 - m) online`` with ``m`` cosine-scheduled from ``base`` to 1 (BYOL, Eq. 1 + Sec. 3.2).
+
+    Returns the momentum used.
+    """
+    m = cosine_schedule(step, max(total_steps, 1), base, 1.0)
+    for online, ema in pairs:
+        update_momentum(online, ema, m)
+    return m

@@ -1,0 +1,49 @@
+"""Supervised multi-label pre-training on the cache's labels: the baseline every SSL method must beat.
+
+One CXR-safe augmented view, a linear head, and per-finding losses with unobserved (NaN) labels masked:
+BCE (optionally with positive weights from train prevalence), focal loss (Lin et al. 2017, Eq. 5), or
+CheXpert's U-MultiClass 3-way softmax when the uncertainty policy is ``multiclass`` (Irvin et al. 2019, Sec. 4.1).
+Targets arrive already mapped by the uncertainty policy (``cxrl.data.labels.apply_uncertainty_policy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from cxrl.data.labels import UNCERTAIN
+from cxrl.errors import ConfigError
+from cxrl.losses import focal_loss, masked_bce, multiclass_uncertainty_ce, positive_weights
+from cxrl.methods.base import Logs, MethodConfig, PretrainMethod
+from cxrl.transforms import ViewConfig
+
+MULTICLASS_UNCERTAIN = 2.0  # how apply_uncertainty_policy(..., "multiclass") encodes -1
+
+
+class Supervised(PretrainMethod):
+    def __init__(self, encoder: nn.Module, cfg: MethodConfig, image_size: int, train_targets: np.ndarray) -> None:
+        super().__init__()
+        if train_targets.shape[1] == 0:
+            raise ConfigError("supervised pre-training needs labels: no pathology has a positive train row")
+        if cfg.loss not in ("bce", "focal"):
+            raise ConfigError(f"method.loss: expected 'bce' or 'focal', found {cfg.loss!r}")
+        self.encoder = encoder
+        self.multiclass = cfg.uncertainty == "multiclass"
+        n_labels = train_targets.shape[1]
+        self.head = nn.Linear(encoder.num_features, n_labels * (3 if self.multiclass else 1))
+        weights = positive_weights(train_targets) if cfg.pos_weight else None
+        self.register_buffer("pos_weight", weights, persistent=False)
+        self.loss_name, self.focal_gamma = cfg.loss, cfg.focal_gamma
+        self.views = [ViewConfig(size=image_size)]
+
+    def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+        logits = self.head(self.encoder(views[0]))
+        if self.multiclass:
+            targets = labels.masked_fill(labels == MULTICLASS_UNCERTAIN, UNCERTAIN)
+            return multiclass_uncertainty_ce(logits.view(*labels.shape, 3), targets), {}
+        if self.loss_name == "focal":
+            return focal_loss(logits, labels, self.focal_gamma), {}
+        return masked_bce(logits, labels, self.pos_weight), {}

@@ -1,0 +1,342 @@
+"""The pre-training engine shared by every method: ``cxrl pretrain`` and :func:`pretrain`.
+
+Composed of small builders (config -> data -> method -> optimizer/schedule -> callbacks/loggers -> Trainer ->
+export). Views are made on the device from per-sample seeds, the global batch is split across
+``devices x num_nodes`` processes, and ``RUN/checkpoints/last.ckpt`` lets ``--resume`` continue a killed run to
+the same weights.
+
+RUN layout: ``config.yaml`` (resolved), ``checkpoints/last.ckpt``, ``logs/version_N`` (TensorBoard + CSV),
+``encoder.safetensors`` + ``encoder.json`` (the only things evaluators read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightly.models.utils import get_weight_decay_parameters
+from lightly.utils.lars import LARS
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from cxrl import __version__, intensity
+from cxrl.config import load_config, save_config, to_dict
+from cxrl.data.torch_dataset import CacheDataModule
+from cxrl.errors import ConfigError
+from cxrl.methods import ALIASES, METHODS, MethodConfig, PretrainMethod, create_method
+from cxrl.models import create_encoder, save_encoder
+from cxrl.monitor import MonitorConfig, OnlineMonitor
+from cxrl.transforms import make_view_fn, seeds_for
+
+log = logging.getLogger(__name__)
+LAST_CKPT = Path("checkpoints") / "last.ckpt"
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pre-training run needs; ``batch_size`` is the GLOBAL batch over all devices and nodes."""
+
+    backbone: str = "resnet50"
+    weights: str | None = None  # initial encoder weights (see cxrl.models.create_encoder)
+    image_size: int = 224
+    batch_size: int = 256
+    max_epochs: int = 100
+    max_steps: int = -1  # > 0 overrides max_epochs
+    optimizer: Literal["adamw", "sgd", "lars"] = "lars"
+    lr: float = 0.3
+    weight_decay: float = 1e-6
+    momentum: float = 0.9  # SGD / LARS momentum (the EMA momentum is method.ema_momentum)
+    scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = 10.0
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    grad_clip: float | None = None
+    precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = "32"
+    channels_last: bool = False
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" when devices x num_nodes > 1
+    sync_batchnorm: bool = False
+    num_workers: int = 4
+    seed: int = 0
+    deterministic: bool = False
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    checkpoint_every_n_steps: int = 500
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+    method: MethodConfig = field(default_factory=MethodConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+
+def canonical_method(name: str) -> str:
+    """``moco`` -> ``moco_v2``; an unknown name is a ConfigError listing the methods."""
+    name = ALIASES.get(name, name)
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(sorted({*METHODS, *ALIASES}))}")
+    return name
+
+
+def default_config_path(method: str) -> Path:
+    """The packaged YAML of a method (``cxrl/configs/<method>.yaml``)."""
+    return Path(str(resources.files("cxrl") / "configs" / f"{canonical_method(method)}.yaml"))
+
+
+def resolve_config(
+    method: str, config_path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> PretrainConfig:
+    """Defaults <- the method's YAML (or ``config_path``) <- overrides; the method name always wins."""
+    name = canonical_method(method)
+    cfg = load_config(PretrainConfig, config_path or default_config_path(name), [*overrides, f"method.name={name}"])
+    for key in ("batch_size", "image_size", "devices", "num_nodes", "checkpoint_every_n_steps"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"config key {key!r}: expected a positive integer, found {getattr(cfg, key)}")
+    return cfg
+
+
+class PretrainModule(pl.LightningModule):
+    """Lightning glue around a method: on-device views, loss, logging, optimizer and per-step schedules."""
+
+    def __init__(self, method: PretrainMethod, cfg: PretrainConfig, total_steps: int, warmup_steps: int) -> None:
+        super().__init__()
+        self.method, self.cfg = method, cfg
+        self.total_steps, self.warmup_steps = total_steps, warmup_steps
+        self.view_fn = make_view_fn(method.views)
+        self.last_loss = float("nan")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.method.on_step_start(self.global_step, self.total_steps)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        images, indices, labels = batch
+        views = self.view_fn(images, seeds_for(indices, self.current_epoch, self.cfg.seed).to(images.device))
+        if self.cfg.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        loss, logs = self.method.loss(views, labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower lr or use bf16")
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, sync_dist=True)
+        self.last_loss = float(loss.detach())
+        return loss
+
+    def on_after_backward(self) -> None:
+        self.method.on_after_backward(self.global_step)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.method, self.cfg)
+        scheduler = build_scheduler(optimizer, self.cfg, self.total_steps, self.warmup_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    """AdamW, SGD or LARS; norm and bias parameters get no weight decay (and so no LARS scaling)."""
+    decay, no_decay = get_weight_decay_parameters([model])
+    groups = [
+        {"params": [p for p in decay if p.requires_grad], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return LARS(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: PretrainConfig, total_steps: int, warmup_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule: linear warm-up then cosine (to ``min_lr_ratio``), one-cycle, or constant."""
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=cfg.lr,
+            total_steps=total_steps + 1,
+            pct_start=max(warmup_steps, 1) / (total_steps + 1),
+            cycle_momentum=False,
+        )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, cfg.scheduler, cfg.min_lr_ratio)
+    )
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str, floor: float = 0.0) -> float:
+    """Multiplier of the base lr at ``step``: linear warm-up from ~0, then cosine decay to ``floor`` (or flat)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if kind == "constant":
+        return 1.0
+    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def plan_steps(cfg: PretrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """(total optimization steps, warm-up steps) from max_steps / max_epochs and the epoch length."""
+    total = cfg.max_steps if cfg.max_steps > 0 else cfg.max_epochs * steps_per_epoch
+    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total // 2)
+    return total, warmup
+
+
+def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
+    m = cfg.method
+    return CacheDataModule(
+        data,
+        batch_size=cfg.batch_size,
+        train_splits=cfg.train_splits,
+        pathologies=m.pathologies,
+        uncertainty=m.uncertainty,
+        weighted_sampling=m.name == "supervised" and m.weighted_sampling,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+    )
+
+
+def build_callbacks(cfg: PretrainConfig, run_dir: Path, datamodule: CacheDataModule) -> list[Callback]:
+    """Checkpoints to ``RUN/checkpoints/last.ckpt`` every N steps and every epoch, lr logging, online monitor."""
+    ckpt_dir = run_dir / LAST_CKPT.parent
+    by_steps = ModelCheckpoint(
+        ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps,
+        enable_version_counter=False,
+    )
+    by_epoch = ModelCheckpoint(
+        ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1, save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    callbacks: list[Callback] = [by_steps, by_epoch, LearningRateMonitor(logging_interval="step")]
+    if cfg.monitor.enabled:
+        callbacks.append(OnlineMonitor(datamodule.cache, cfg.monitor, image_size=cfg.image_size, seed=cfg.seed))
+    return callbacks
+
+
+def build_loggers(run_dir: Path) -> list[Logger]:
+    """TensorBoard and CSV in the same fresh ``RUN/logs/version_N`` (a resumed run gets the next N)."""
+    logs = run_dir / "logs"
+    taken = [int(p.name.split("_")[1]) for p in logs.glob("version_*") if p.name.split("_")[1].isdigit()]
+    version = f"version_{max(taken, default=-1) + 1}"
+    return [TensorBoardLogger(run_dir, name="logs", version=version), CSVLogger(run_dir, name="logs", version=version)]
+
+
+def build_trainer(cfg: PretrainConfig, run_dir: Path, callbacks: Sequence[Callback]) -> pl.Trainer:
+    world = cfg.devices * cfg.num_nodes
+    strategy = "ddp" if cfg.strategy == "auto" and world > 1 else cfg.strategy
+    return pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=strategy,
+        precision=cfg.precision,
+        sync_batchnorm=cfg.sync_batchnorm,
+        max_epochs=-1 if cfg.max_steps > 0 else cfg.max_epochs,
+        max_steps=cfg.max_steps,
+        gradient_clip_val=cfg.grad_clip,
+        deterministic=cfg.deterministic,
+        callbacks=list(callbacks),
+        logger=build_loggers(run_dir),
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_progress_bar=cfg.progress_bar,
+        use_distributed_sampler=False,  # the SeededSampler shards itself, the same way on resume
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+
+
+def export(run_dir: Path, module: PretrainModule, cfg: PretrainConfig, datamodule: CacheDataModule) -> None:
+    """Write ``encoder.safetensors`` + ``encoder.json`` (the contract with evaluators)."""
+    meta = {
+        "backbone": cfg.backbone,
+        "image_size": cfg.image_size,
+        "intensity": intensity.CONVENTION,
+        "method": cfg.method.name,
+        "config": to_dict(cfg),
+        "versions": {"cxrl": __version__, "torch": torch.__version__, "lightning": pl.__version__},
+        "steps": int(module.global_step),
+        "final_loss": module.last_loss,
+        "pathologies": datamodule.pathologies,
+        "data": str(datamodule.cache.path),
+    }
+    save_encoder(run_dir, module.method.encoder, meta)
+
+
+def pretrain(
+    method: str,
+    data: str | Path,
+    out: str | Path,
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> Path:
+    """Pre-train ``method`` on the cache ``data``; returns the run directory ``out`` (see module docstring).
+
+    With ``resume``, the run's own ``config.yaml`` is the base (unless ``config_path`` is given) and training
+    continues from ``checkpoints/last.ckpt``. Extra Lightning ``callbacks`` are appended (tests, tooling).
+    """
+    run_dir = Path(out).expanduser().resolve()
+    ckpt = run_dir / LAST_CKPT
+    if resume and not ckpt.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {ckpt}")
+    if not resume and ckpt.exists():
+        raise ConfigError(f"{run_dir} already holds a run ({ckpt}); pass --resume or choose another --out")
+    if resume and config_path is None:
+        config_path = run_dir / "config.yaml"
+    cfg = resolve_config(method, config_path, overrides)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_data(cfg, data)
+    total_steps, warmup_steps = plan_steps(cfg, datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes))
+    encoder = create_encoder(cfg.backbone, in_chans=1, weights=cfg.weights)
+    pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets)
+    module = PretrainModule(pl_method, cfg, total_steps, warmup_steps)
+    if cfg.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    trainer = build_trainer(cfg, run_dir, [*build_callbacks(cfg, run_dir, datamodule), *callbacks])
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt if resume else None)
+    if trainer.is_global_zero:
+        trainer.save_checkpoint(ckpt)
+        export(run_dir, module, cfg, datamodule)
+        log.info("pre-training done: %d steps, final loss %.4f, encoder in %s", module.global_step, module.last_loss,
+                 run_dir)
+    return run_dir
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """``cxrl pretrain METHOD --data CACHE --out RUN [--config FILE] [--resume] [key=value ...]``."""
+    p = subparsers.add_parser(
+        "pretrain",
+        help="pre-train an image encoder (simclr, moco, byol, swav, supervised)",
+        description="Pre-train an encoder on a cache. Overrides are dotted key=value pairs, e.g. "
+        "backbone=resnet18 batch_size=512 devices=4 method.temperature=0.2.",
+    )
+    p.add_argument("method", help=f"one of {', '.join(sorted({*METHODS, *ALIASES}))}")
+    p.add_argument("--data", required=True, help="cache folder written by `cxrl prepare`")
+    p.add_argument("--out", required=True, help="run folder (config, checkpoints, logs, exported encoder)")
+    p.add_argument("--config", default=None, help="YAML config (default: the method's packaged YAML)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.__class__ = _OverridesAnywhereParser
+    p.set_defaults(func=_run_cli)
+
+
+class _OverridesAnywhereParser(argparse.ArgumentParser):
+    """Accepts ``key=value`` overrides after the options too (argparse stops matching positionals after them)."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extras = super().parse_known_args(args, namespace)
+        is_override = [("=" in e and not e.startswith("-")) for e in extras]
+        ns.overrides = [*ns.overrides, *(e for e, o in zip(extras, is_override, strict=True) if o)]
+        return ns, [e for e, o in zip(extras, is_override, strict=True) if not o]
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    run_dir = pretrain(args.method, args.data, args.out, args.config, args.overrides, resume=args.resume)
+    print(run_dir)
+    return 0

@@ -107,7 +107,7 @@ def coerce_labels(frame: pd.DataFrame, columns: Sequence[str], path: Path, skipp
         value = pd.to_numeric(raw, errors="coerce")
         wrong = (value.isna() & raw.notna()) | (value.notna() & ~value.isin(LABEL_VALUES))
         for i in wrong[wrong].index.difference(bad[bad].index):
-            reasons[i] = f"{col}={raw[i]!r} is not 1, 0, -1 or blank"
+            reasons[i] = f"{col}={str(raw[i])!r} is not 1, 0, -1 or blank"
         bad |= wrong
         out[col] = value.astype("float32")
     skipped.add_rows(path, csv_lines(frame.index[bad]), reasons[bad])

@@ -99,6 +99,13 @@ def test_prepare_reads_good_files_and_lists_bad_ones(mixed_root, tmp_path):
     assert not (cache.path / prepare_module.PROGRESS).exists() and not (cache.path / prepare_module.PARTIAL).exists()
 
 
+def test_rows_the_reader_skipped_are_listed_in_the_manifest(mixed_root, tmp_path):
+    with (mixed_root / "train.csv").open("a") as f:
+        f.write("CheXpert-v1.0-small/train/not-a-patient.jpg,Male,50,Frontal,PA" + "," * 14 + "\n")
+    manifest = open_cache(prepare("chexpert", mixed_root, tmp_path / "cache", size=16, workers=0)).manifest
+    assert len(manifest["source"]["reader_skipped"]) == 1 and "not-a-patient" in manifest["source"]["reader_skipped"][0]
+
+
 def test_no_dicom_header_value_reaches_the_cache(mixed_root, tmp_path):
     out = prepare("chexpert", mixed_root, tmp_path / "cache", size=32, workers=0)
     for name in ("records.parquet", "manifest.json", "images.npy"):
@@ -210,6 +217,7 @@ def test_equalization_is_recorded_and_refused_for_mimic(tmp_path, caplog):
         mimic = prepare_records(noisy_records(tmp_path / "m", 6, "mimic"), tmp_path / "mimic", size=24, equalize="hist")
     assert MIMIC_EQUALIZED in caplog.text
     assert open_cache(mimic).manifest["options"]["equalize"] == "none"
+    assert open_cache(mimic).manifest["options"]["equalize_requested"] == "hist"
 
 
 def test_rerun_is_a_no_op_and_a_different_cache_needs_overwrite(tmp_path):

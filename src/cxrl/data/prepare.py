@@ -72,6 +72,7 @@ def prepare(
     See :func:`prepare_records` for the rest.
     """
     records = load_records(dataset, root, **reader_options)
+    reader_skipped = list(records.attrs.get("skipped", []))
     if views is not None:
         unknown = sorted(set(views) - set(VIEWS))
         if unknown:
@@ -85,6 +86,7 @@ def prepare(
         "reader_options": reader_options,
         "views": list(views) if views is not None else None,
         "limit": limit,
+        "reader_skipped": reader_skipped,
     }
     return prepare_records(
         records,
@@ -126,6 +128,7 @@ def prepare_records(
     options = {
         "size": int(size),
         "equalize": _equalize_mode(equalize, records),
+        "equalize_requested": equalize or "none",
         "voi_lut": bool(voi_lut),
         "split_seed": int(split_seed),
         "chunk_size": int(chunk_size),
@@ -280,7 +283,9 @@ _POOL_IMAGES: np.ndarray | None = None
 
 
 def _open_partial(partial: str) -> None:
+    """Pool initializer: map the image store once per worker; parallelism comes from processes, not cv2 threads."""
     global _POOL_IMAGES
+    cv2.setNumThreads(1)
     _POOL_IMAGES = np.load(partial, mmap_mode="r+")
 
 
@@ -335,7 +340,7 @@ def _finalize(
     os.replace(out / (RECORDS + ".tmp"), out / RECORDS)
     write_manifest(out, _manifest(records, kept, skipped, options, source, job))
     (out / PROGRESS).unlink(missing_ok=True)
-    logger.info("cache %s: %d images at %d px, %d skipped", out, len(kept), options["size"], len(skipped))
+    logger.debug("cache %s: %d images at %d px, %d skipped", out, len(kept), options["size"], len(skipped))
 
 
 def _compact_images(out: Path, kept: np.ndarray, total: int, size: int, block: int = 1024) -> None:
@@ -445,4 +450,6 @@ def _run_cli(args: argparse.Namespace) -> int:
     print(f"cache {out}: {counts['images']} images at {manifest['size']} px, {counts['skipped']} skipped")
     for entry in manifest["skipped"][:10]:
         print(f"  skipped row {entry['row']}: {entry['reason']}")
+    if counts["skipped"] > 10:
+        print(f"  ... {counts['skipped'] - 10} more listed in {out / MANIFEST}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -230,6 +231,19 @@ def test_rerun_is_a_no_op_and_a_different_cache_needs_overwrite(tmp_path):
         prepare_records(records, out, size=20, workers=0)
     prepare_records(records, out, size=20, workers=0, overwrite=True)
     assert open_cache(out).image_size == 20
+
+
+def test_a_second_concurrent_prepare_is_refused(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(DataError, match="another"):
+            prepare_records(noisy_records(tmp_path / "src", 2), out, size=16, workers=0)
+    finally:
+        os.close(fd)
+    assert len(open_cache(prepare_records(noisy_records(tmp_path / "src", 2), out, size=16, workers=0))) == 2
 
 
 def test_cli_prepare_with_views_and_limit(mixed_root, tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 
 from cxrl.data.labels import PATHOLOGIES
 from cxrl.data.splits import check_no_leakage, label_fraction, official_or_patient_split, patient_split
-from cxrl.errors import ConfigError, LeakageError
+from cxrl.errors import ConfigError, DataError, LeakageError
 
 
 def make_records(patients: int, images_per_patient: int = 2, seed: int = 0, split=None) -> pd.DataFrame:
@@ -49,6 +49,13 @@ def test_patient_split_keeps_official_splits_and_follows_a_patients_known_split(
     assert (out["split"].iloc[:10] == "test").all()
     assert (out.loc[out["patient_id"] == "p00005", "split"] == "valid").all()
     assert out["split"].notna().all()
+
+
+def test_rows_to_split_need_a_patient_id():
+    rec = make_records(10)
+    rec.loc[3, "patient_id"] = "None"  # what finalize_records makes of a missing id
+    with pytest.raises(DataError, match="lack a patient_id.*row 3"):
+        patient_split(rec)
 
 
 def test_bad_fractions_are_refused():

@@ -12,6 +12,8 @@ removed, in order) makes the result byte-identical to an uninterrupted run.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -135,18 +137,20 @@ def prepare_records(
     }
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    job, existing = _fingerprint(records, options), _complete_job(out)
-    if existing == job:
-        logger.info("cache %s is up to date", out)
-        return out
-    if existing is not None and not overwrite:
-        raise DataError(
-            f"{out} already holds a different complete cache; pass overwrite=True (--overwrite) "
-            "or choose another folder"
-        )
-    done = _resume(out, job, len(records), options)
-    _run_chunks(out, records["image_path"].astype(str).tolist(), done, options, _worker_count(workers))
-    _finalize(out, records, done, options, source or {}, job)
+    job = _fingerprint(records, options)
+    with _exclusive(out):
+        existing = _complete_job(out)
+        if existing == job:
+            logger.info("cache %s is up to date", out)
+            return out
+        if existing is not None and not overwrite:
+            raise DataError(
+                f"{out} already holds a different complete cache; pass overwrite=True (--overwrite) "
+                "or choose another folder"
+            )
+        done = _resume(out, job, len(records), options)
+        _run_chunks(out, records["image_path"].astype(str).tolist(), done, options, _worker_count(workers))
+        _finalize(out, records, done, options, source or {}, job)
     return out
 
 
@@ -185,6 +189,20 @@ def _equalize_mode(equalize: str | None, records: pd.DataFrame) -> str:
         logger.warning(MIMIC_EQUALIZED)
         return "none"
     return mode
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold an advisory lock on the cache folder, so two prepares never write one cache (freed if killed)."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise DataError(f"another `cxrl prepare` is writing {out}; wait for it or choose another folder") from e
+        yield
+    finally:
+        os.close(fd)
 
 
 def _worker_count(workers: int | None) -> int:

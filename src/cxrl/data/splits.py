@@ -17,6 +17,8 @@ from cxrl.data.labels import PATHOLOGIES
 from cxrl.data.records import SPLITS
 from cxrl.errors import ConfigError, DataError, LeakageError
 
+UNKNOWN_PATIENT = ("", "None", "nan", "NaN", "<NA>")
+
 
 def patient_rank(patient_ids: Sequence[str], seed: int = 0) -> np.ndarray:
     """A uniform number in ``[0, 1)`` per patient, from a hash of ``(seed, patient_id)``."""
@@ -46,6 +48,12 @@ def patient_split(records: pd.DataFrame, seed: int = 0, fractions: Sequence[floa
     if not missing.any():
         return out
     check_no_leakage(out)
+    anonymous = out.loc[missing, "patient_id"].isin(UNKNOWN_PATIENT) | out.loc[missing, "patient_id"].isna()
+    if anonymous.any():
+        raise DataError(
+            f"{int(anonymous.sum())} rows without a split also lack a patient_id (first: row "
+            f"{anonymous.idxmax()}); a patient-level split is impossible"
+        )
     known = out.loc[~missing].groupby("patient_id")["split"].first()
     patients = pd.unique(out.loc[missing, "patient_id"])
     bounds = np.cumsum(fractions)[:-1]

@@ -215,7 +215,8 @@ def _fingerprint(records: pd.DataFrame, options: dict[str, Any]) -> str:
     """Identifies a job: the exact records (order included) and the options that shape the bytes written."""
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     digest.update(",".join(map(str, records.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(records.astype(str), index=False).to_numpy().tobytes())
+    hashable = records.astype({c: str for c in records.columns if records[c].dtype == object})
+    digest.update(pd.util.hash_pandas_object(hashable, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from engine_support import one_thread  # noqa: F401 (fixture)
 
 from cxrl.methods import METHODS, MethodConfig, create_method
 from cxrl.methods.base import encode_views
@@ -12,6 +13,7 @@ from cxrl.models import create_encoder
 from cxrl.train import PretrainConfig, build_optimizer, lr_factor, plan_steps
 from cxrl.transforms import make_view_fn, seeds_for
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 32
 SMALL = dict(proj_hidden_dim=64, proj_dim=32, pred_hidden_dim=64, num_prototypes=16, local_size=16)
 METHOD_CFG = {
@@ -22,15 +24,6 @@ METHOD_CFG = {
     "swav": {"local_views": 2, "queue_size": 32, "queue_start_step": 4},
     "supervised": {"uncertainty": "ones"},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(name: str, targets: np.ndarray, **extra):

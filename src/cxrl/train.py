@@ -5,7 +5,7 @@ export). Views are made on the device from per-sample seeds, the global batch is
 ``devices x num_nodes`` processes, and ``RUN/checkpoints/last.ckpt`` lets ``--resume`` continue a killed run to
 the same weights.
 
-RUN layout: ``config.yaml`` (resolved), ``checkpoints/last.ckpt``, ``logs/version_N`` (TensorBoard + CSV),
+RUN layout: ``config.yaml`` (resolved), ``checkpoints/last.ckpt``, ``logs/{tensorboard,csv}/version_N``,
 ``encoder.safetensors`` + ``encoder.json`` (the only things evaluators read).
 """
 
@@ -216,11 +216,11 @@ def build_callbacks(cfg: PretrainConfig, run_dir: Path, datamodule: CacheDataMod
 
 
 def build_loggers(run_dir: Path) -> list[Logger]:
-    """TensorBoard and CSV in the same fresh ``RUN/logs/version_N`` (a resumed run gets the next N)."""
+    """TensorBoard (``RUN/logs/tensorboard/version_N``) and CSV (``RUN/logs/csv/version_N``); a resume gets N + 1."""
     logs = run_dir / "logs"
-    taken = [int(p.name.split("_")[1]) for p in logs.glob("version_*") if p.name.split("_")[1].isdigit()]
+    taken = [int(p.name.split("_")[1]) for p in logs.glob("csv/version_*") if p.name.split("_")[1].isdigit()]
     version = f"version_{max(taken, default=-1) + 1}"
-    return [TensorBoardLogger(run_dir, name="logs", version=version), CSVLogger(run_dir, name="logs", version=version)]
+    return [TensorBoardLogger(logs, name="tensorboard", version=version), CSVLogger(logs, name="csv", version=version)]
 
 
 def build_trainer(cfg: PretrainConfig, run_dir: Path, callbacks: Sequence[Callback]) -> pl.Trainer:

@@ -1,0 +1,40 @@
+"""Shared pieces of the engine tests (test_methods, test_train, test_resume, test_ddp)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+# A run small enough for CPU tests: tiny CNN at 32 px, global batch 16, no monitor, no progress bar.
+TINY = [
+    "backbone=tiny_cnn",
+    "image_size=32",
+    "batch_size=16",
+    "num_workers=0",
+    "optimizer=adamw",
+    "lr=1e-3",
+    "warmup_epochs=0",
+    "progress_bar=false",
+    "monitor.enabled=false",
+    "method.proj_hidden_dim=64",
+    "method.proj_dim=32",
+    "method.pred_hidden_dim=64",
+    "method.num_prototypes=16",
+    "method.local_size=16",
+]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest single-threaded on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def encoder_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(run_dir) / "encoder.safetensors"))

@@ -1,0 +1,40 @@
+"""Killing a run and resuming it from last.ckpt ends with the same weights as never stopping (CPU, deterministic)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from engine_support import TINY, encoder_tensors, one_thread  # noqa: F401 (fixture)
+
+from cxrl.train import pretrain
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+
+
+class Kill(pl.Callback):
+    """Raise before the step after ``at_step`` (its checkpoint is already written), like a preempted job."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            raise RuntimeError("killed")
+
+
+# 60 train images / 16 = 3 steps per epoch: the kill at step 4 is mid-epoch 1, the end at step 7 is in epoch 2.
+@pytest.mark.parametrize("method", ["simclr", "moco_v2"])
+def test_kill_and_resume_equals_uninterrupted(toy_cache, tmp_path, method):
+    overrides = [*TINY, "max_steps=7", "checkpoint_every_n_steps=2", "deterministic=true", "method.queue_size=64"]
+    whole = pretrain(method, toy_cache.path, tmp_path / "whole", overrides=overrides)
+    with pytest.raises(RuntimeError, match="killed"):
+        pretrain(method, toy_cache.path, tmp_path / "split", overrides=overrides, callbacks=[Kill(at_step=4)])
+    assert not (tmp_path / "split" / "encoder.safetensors").exists()
+    resumed = pretrain(method, toy_cache.path, tmp_path / "split", resume=True)
+    expected, found = encoder_tensors(whole), encoder_tensors(resumed)
+    assert expected.keys() == found.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(found[name], tensor, rtol=0, atol=1e-6, msg=name)
+    start = pretrain(method, toy_cache.path, tmp_path / "other_seed", overrides=[*overrides, "seed=1", "max_steps=1"])
+    assert any(not torch.equal(encoder_tensors(start)[k], t) for k, t in expected.items())

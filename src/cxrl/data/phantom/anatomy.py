@@ -29,12 +29,16 @@ def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(t, t)
 
 
-def polyline(layer: np.ndarray, pts, value: float, thickness: float, closed: bool = False) -> None:
-    """Draw normalized points ``(k, 2)`` (or a list of such curves, in one call) onto ``layer``, anti-aliased."""
+def polyline(layer: np.ndarray, pts, value: float, thickness: float, closed: bool = False,
+             smooth: bool = True) -> None:
+    """Draw normalized points ``(k, 2)`` (or a stack/list of curves, in one call) onto ``layer``.
+
+    ``smooth=False`` skips anti-aliasing, for layers that are blurred afterwards (much faster)."""
     size = layer.shape[0]
-    curves = [pts] if isinstance(pts, np.ndarray) and pts.ndim == 2 else pts
+    curves = np.asarray(pts)[None] if isinstance(pts, np.ndarray) and pts.ndim == 2 else pts
     p = [np.round(np.asarray(c) * size * ONE).astype(np.int32) for c in curves]
-    cv2.polylines(layer, p, closed, value, max(1, int(round(thickness * size))), cv2.LINE_AA, SHIFT)
+    line = cv2.LINE_AA if smooth else cv2.LINE_8
+    cv2.polylines(layer, p, closed, value, max(1, int(round(thickness * size))), line, SHIFT)
 
 
 def fill(layer: np.ndarray, pts: np.ndarray, value: float = 1.0) -> None:
@@ -63,7 +67,7 @@ class Geometry:
     carina: tuple[float, float]
     lungs: np.ndarray  # float mask of both lungs (1 inside)
     sides: np.ndarray  # +1 on the patient's right lung half, -1 on the left
-    ribs: list[np.ndarray]  # posterior rib centre lines (normalized points), right side first
+    ribs: np.ndarray  # posterior rib centre lines (ribs, points, xy), right side first
     rib_width: float
 
 
@@ -85,20 +89,18 @@ def lung_outline(g: Anatomy, side: int, mid: float, dome: float, mediastinum: fl
     return pts.astype(np.float32)
 
 
-def rib_lines(g: Anatomy, mid: float, dome: float, rng: np.random.Generator) -> tuple[list[np.ndarray], float]:
-    """Posterior ribs: from the spine they rise briefly, then sweep laterally and down."""
+def rib_lines(g: Anatomy, mid: float, dome: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Posterior ribs ``(2n, 16, 2)``, right side first: from the spine they rise, then sweep laterally and down."""
     n = 10
     spacing = (dome + 0.06 - g.apex) / (n - 0.5)
-    t = np.linspace(0, 1, 16, dtype=np.float32)
-    ribs = []
-    for side in (1, -1):
-        for k in range(n):
-            y0 = g.apex - 0.03 + k * spacing + rng.normal(0, 0.003)
-            reach = g.thorax_half_width * (0.75 + 0.3 * np.sin(np.pi * min(1.0, (k + 1.5) / n)))
-            x = mid - side * (0.025 + reach * t)
-            y = y0 - 0.025 * np.sin(np.pi * t * 0.8) + (0.07 + 0.01 * k) * t**2.2
-            ribs.append(np.stack([x, y], 1))
-    return ribs, spacing * 0.42
+    t = np.linspace(0, 1, 16, dtype=np.float32)[None]
+    k = np.tile(np.arange(n, dtype=np.float32), 2)[:, None]
+    side = np.repeat([1.0, -1.0], n).astype(np.float32)[:, None]
+    y0 = g.apex - 0.03 + k * spacing + rng.normal(0, 0.003, (2 * n, 1))
+    reach = g.thorax_half_width * (0.75 + 0.3 * np.sin(np.pi * np.minimum(1.0, (k + 1.5) / n)))
+    x = mid - side * (0.025 + reach * t)
+    y = y0 - 0.025 * np.sin(np.pi * t * 0.8) + (0.07 + 0.01 * k) * t**2.2
+    return np.stack([x, y], 2).astype(np.float32), spacing * 0.42
 
 
 def vessel_tree(layer: np.ndarray, hilum, directions, rng: np.random.Generator, depth: int = 5,
@@ -113,16 +115,22 @@ def vessel_tree(layer: np.ndarray, hilum, directions, rng: np.random.Generator, 
         end = start + lengths[:, None] * np.stack([np.cos(ang), np.sin(ang)], 1)
         segments = np.round(np.stack([start, end], 1) * size * ONE).astype(np.int32)
         thickness = max(1, int(round(width * 0.72**level * size)))
-        cv2.polylines(layer, list(segments), False, value * (1 - 0.1 * level), thickness, cv2.LINE_AA, SHIFT)
+        cv2.polylines(layer, list(segments), False, value * (1 - 0.1 * level), thickness, cv2.LINE_8, SHIFT)
         m = len(ang)
         start = np.repeat(end, 2, axis=0)
         ang = np.repeat(ang, 2) + np.tile([-1.0, 1.0], m) * rng.uniform(0.25, 0.6, 2 * m)
         lengths = np.repeat(lengths, 2) * rng.uniform(0.7, 0.85, 2 * m)
 
 
-def smooth_fields(g: Anatomy, size: int, mid: float, dome: float) -> tuple[np.ndarray, np.ndarray]:
-    """Soft-tissue thickness (body, neck, shoulders, spine, breasts) and lung depth, computed at quarter
-    resolution (they are smooth) and upsampled."""
+@lru_cache(maxsize=4)
+def sides(size: int) -> np.ndarray:
+    """+1 on the image's left half (the patient's right), -1 on the right half."""
+    return np.where(grid(size)[0] < 0.5, 1.0, -1.0).astype(np.float32)
+
+
+def smooth_fields(g: Anatomy, size: int, mid: float, dome: float, hilum_y: float) -> tuple[np.ndarray, ...]:
+    """Soft-tissue thickness (body, shoulders, spine, breasts, minus the tracheal air), lung depth and the
+    hilar fade of vessel markings: smooth, so computed at quarter resolution and upsampled."""
     low = max(16, size // 4)
     x, y = grid(low)
     body_a = g.thorax_half_width + 0.07 + 0.05 * g.fat
@@ -135,18 +143,19 @@ def smooth_fields(g: Anatomy, size: int, mid: float, dome: float) -> tuple[np.nd
     if g.female:
         for side in (1, -1):
             soft += 0.1 * np.exp(-(((x - mid + side * 0.2) / 0.14) ** 2 + ((y - dome) / 0.09) ** 2))
+    soft -= 0.1 * np.exp(-(((x - mid) / 0.016) ** 2)) * np.clip((hilum_y - 0.02 - y) / 0.03, 0, 1) * (y > 0.01)
     depth = 0.6 + 0.4 * np.sqrt(np.clip(1 - ((x - mid) / (g.thorax_half_width + 0.02)) ** 2, 0, 1))
-    up = (size, size)
-    return (cv2.resize(soft, up, interpolation=cv2.INTER_LINEAR),
-            cv2.resize(depth.astype(np.float32), up, interpolation=cv2.INTER_LINEAR))
+    fade = np.exp(-(((x - mid) / 0.28) ** 2 + ((y - hilum_y) / 0.32) ** 2))
+    return tuple(cv2.resize(f.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+                 for f in (soft, depth, fade))
 
 
 def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Generator):
     """Posterior ribs (bands with a brighter cortex), faint anterior ribs, clavicles, vertebral end plates."""
     ribs, rib_w = rib_lines(g, mid, dome, rng)
     bones = np.zeros((size, size), np.float32)
-    polyline(bones, ribs, 1.0, rib_w)
-    polyline(bones, ribs, -0.3, rib_w * 0.5)
+    polyline(bones, ribs, 1.0, rib_w, smooth=False)
+    polyline(bones, ribs, -0.3, rib_w * 0.5, smooth=False)
     anterior = []
     for k in range(5):
         for side in (1, -1):
@@ -154,13 +163,13 @@ def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Ge
             anterior.append(np.array([[mid - side * g.thorax_half_width * 0.95, y0],
                                       [mid - side * g.thorax_half_width * 0.55, y0 + 0.03],
                                       [mid - side * 0.08, y0 + 0.085]], np.float32))
-    polyline(bones, anterior, 0.3, rib_w * 0.8)
+    polyline(bones, anterior, 0.3, rib_w * 0.8, smooth=False)
     clavicles = [np.array([[mid - side * 0.035, g.apex + 0.025], [mid - side * 0.15, g.apex - 0.015],
                            [mid - side * 0.27, g.apex - 0.03], [mid - side * 0.33, g.apex - 0.06]], np.float32)
                  for side in (1, -1)]
-    polyline(bones, clavicles, 1.3, 0.026)
+    polyline(bones, clavicles, 1.3, 0.026, smooth=False)
     plates = [np.array([[mid - 0.03, yy], [mid + 0.03, yy]], np.float32) for yy in np.arange(0.02, 1.0, 0.045)]
-    polyline(bones, plates, 0.5, 0.006)
+    polyline(bones, plates, 0.5, 0.006, smooth=False)
     return cv2.GaussianBlur(bones, (0, 0), size * 0.0025), ribs, rib_w
 
 
@@ -170,7 +179,8 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
     x, y = grid(size)
     mid = 0.5
     dome = (g.diaphragm + inspiration, g.diaphragm + inspiration + 0.025)
-    soft, depth = smooth_fields(g, size, mid, dome[0])
+    hila = ((mid - 0.09, dome[0] - 0.27), (mid + 0.085, dome[0] - 0.26))
+    soft, depth, fade = smooth_fields(g, size, mid, dome[0], hila[0][1])
     lungs = np.zeros((size, size), np.float32)
     for side in (1, -1):
         fill(lungs, lung_outline(g, side, mid, dome[0] if side > 0 else dome[1], g.mediastinum * mediastinum_scale))
@@ -179,28 +189,25 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
     heart = (mid + 0.3 * heart_hw, dome[0] - 0.1, heart_hw, 0.11 + 0.3 * heart_hw)
     heart_layer = np.zeros_like(lungs)
     ellipse(heart_layer, heart[:2], heart[2:], angle=-25)
-    knob = (mid + g.mediastinum * mediastinum_scale + 0.012, dome[0] - 0.36)
-    ellipse(heart_layer, knob, (0.035, 0.03))
+    knob = (mid + g.mediastinum * mediastinum_scale - 0.005, dome[0] - 0.36)
+    ellipse(heart_layer, knob, (0.03, 0.035))
     heart_layer = cv2.GaussianBlur(heart_layer, (0, 0), size * 0.004)
     air = lungs * depth * (1 - 0.85 * heart_layer)
-    hila = ((mid - 0.09, dome[0] - 0.27), (mid + 0.085, dome[0] - 0.26))
     vessels = np.zeros_like(lungs)
     for side, hilum in zip((1, -1), hila, strict=True):
         base = np.pi if side > 0 else 0.0
         angles = base - side * np.array([-1.1, -0.5, 0.05, 0.55, 1.0]) + rng.normal(0, 0.1, 5)
         vessel_tree(vessels, hilum, angles, rng, length=0.075, width=0.011)
-    fade = np.exp(-(((x - mid) / 0.28) ** 2 + ((y - hila[0][1]) / 0.32) ** 2))
     vessels = cv2.GaussianBlur(vessels, (0, 0), size * 0.003) * lungs * (0.25 + 0.75 * fade)
     vessels += 0.1 * lungs * texture(size, rng, scale=0)
     bones, ribs, rib_w = draw_bones(g, size, mid, dome[0], rng)
-    trachea = np.exp(-(((x - mid) / 0.016) ** 2)) * np.clip((hila[0][1] - 0.02 - y) / 0.03, 0, 1) * (y > 0.01)
     geometry = Geometry(
         size=size, mid=mid, apex=g.apex, dome=dome,
         wall=(mid - g.thorax_half_width, mid + g.thorax_half_width), heart=heart, hila=hila,
-        carina=(mid, hila[0][1] - 0.02), lungs=lungs, sides=np.where(x < mid, 1.0, -1.0).astype(np.float32),
+        carina=(mid, hila[0][1] - 0.02), lungs=lungs, sides=sides(size),
         ribs=ribs, rib_width=rib_w,
     )
-    attenuation = soft + 0.06 * heart_layer - 0.5 * air + 0.2 * vessels - 0.1 * trachea
+    attenuation = soft + 0.06 * heart_layer - 0.5 * air + 0.2 * vessels
     attenuation += 0.1 * bones * (0.3 + 0.7 * lungs)
     layers = {"air": air, "vessels": vessels, "heart": heart_layer, "soft": soft}
     return attenuation.astype(np.float32), geometry, layers

@@ -79,7 +79,7 @@ def _patch(geo: Geometry, f: Finding, rng, spread: float, threshold: float) -> n
         cy = top + (bottom - top) * ZONE_Y[f.zone] + rng.normal(0, 0.02)
         r = spread * (0.6 + 0.6 * AMOUNT[f.severity])
         blob = np.exp(-(((x - cx) / r) ** 2 + ((y - cy) / (0.8 * r)) ** 2))
-        field = blob + 0.35 * texture(geo.size, rng, scale=1)
+        field = blob + 0.5 * texture(geo.size, rng, scale=1) + 0.3 * texture(geo.size, rng, scale=0)
         out = np.maximum(out, np.clip((field - threshold) / 0.3, 0, 1) * side_region(geo, side))
     return cv2.GaussianBlur(out, (0, 0), geo.size * 0.006)
 
@@ -120,7 +120,7 @@ def edema(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     for hx, hy in geo.hila:
         haze = np.maximum(haze, np.exp(-(((x - hx) / (0.13 + 0.05 * a)) ** 2 + ((y - hy) / (0.15 + 0.05 * a)) ** 2)))
     haze = haze * (0.9 + 0.1 * texture(geo.size, rng, scale=2)) * geo.lungs
-    att += (0.22 + 0.2 * a) * haze + 0.5 * cv2.GaussianBlur(layers["vessels"], (0, 0), geo.size * 0.006)
+    att += (0.12 + 0.15 * a) * haze + 0.3 * cv2.GaussianBlur(layers["vessels"], (0, 0), geo.size * 0.006)
     lines = np.zeros_like(att)
     for side in (1, -1):
         wall = geo.wall[0] if side > 0 else geo.wall[1]
@@ -187,8 +187,8 @@ def pleural_other(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
 
 
 def fracture(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
-    """A rib cortex break with a small step and callus on one or two adjacent ribs."""
-    mask = np.zeros_like(att)
+    """A rib cortex break (a lucent gap across the rib) with callus, on one or two adjacent ribs."""
+    mask, change = np.zeros_like(att), np.zeros_like(att)
     side = SIDE_SIGN[f.side][0]
     first = int(rng.integers(3, 8)) + (0 if side > 0 else len(geo.ribs) // 2)
     t = int(rng.integers(9, 14))
@@ -196,9 +196,10 @@ def fracture(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
         p, q = rib[t - 1], rib[t]
         normal = np.array([q[1] - p[1], p[0] - q[0]])
         normal = normal / (np.linalg.norm(normal) + 1e-6) * geo.rib_width * 0.9
-        polyline(att, np.stack([p - normal, p + normal]), -0.18, 0.006)
-        ellipse(att, tuple(q), (0.012, 0.018), value=0.06)
+        ellipse(change, tuple(q), (0.012, 0.018), value=0.5)
+        polyline(change, np.stack([p - normal, p + normal]), -1.0, 0.006)
         ellipse(mask, tuple((p + q) / 2), (0.025, 0.025))
+    att += 0.08 * change * (change < 0) + 0.05 * change * (change > 0)
     return mask
 
 

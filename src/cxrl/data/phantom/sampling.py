@@ -154,9 +154,9 @@ def evolve(prior: Finding, rng: np.random.Generator) -> Finding:
 def sample_anatomy(rng: np.random.Generator, female: bool) -> Anatomy:
     kit = tuple(d for d, p in DEVICES.items() if rng.random() < p) or ("ecg_leads",)
     return Anatomy(
-        thorax_half_width=float(rng.uniform(0.34, 0.42) - 0.02 * female),
-        apex=float(rng.uniform(0.08, 0.15)),
-        diaphragm=float(rng.uniform(0.66, 0.78)),
+        thorax_half_width=float(rng.uniform(0.31, 0.43) - 0.02 * female),
+        apex=float(rng.uniform(0.07, 0.17)),
+        diaphragm=float(rng.uniform(0.64, 0.8)),
         heart_ratio=float(rng.uniform(0.38, 0.47)),
         mediastinum=float(rng.uniform(0.065, 0.09)),
         fat=float(rng.beta(2, 4)),

@@ -65,10 +65,10 @@ def finalize_records(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
             df[col] = None
     for p in PATHOLOGIES:
         df[p] = df[p].astype("float32") if p in df else pd.Series(float("nan"), index=df.index, dtype="float32")
-    bad_views = sorted(set(df["view"].dropna()) - set(VIEWS))
+    bad_views = sorted(set(df["view"].dropna().unique()) - set(VIEWS))
     if bad_views:
         raise DataError(f"{dataset}: view values {bad_views} are outside {VIEWS}")
-    bad_splits = sorted(set(df["split"].dropna()) - set(SPLITS))
+    bad_splits = sorted(set(df["split"].dropna().unique()) - set(SPLITS))
     if bad_splits:
         raise DataError(f"{dataset}: split values {bad_splits} are outside {SPLITS}")
     df["age"] = pd.to_numeric(df["age"], errors="coerce").astype("float32")

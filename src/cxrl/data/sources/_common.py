@@ -195,8 +195,33 @@ def extract(series: pd.Series, pattern: str) -> pd.DataFrame:
 
     Rows that do not match, and groups that took no part in the match, are NaN.
     """
-    matches = pc.extract_regex(pa.array(series.astype(object), type=pa.string(), from_pandas=True), pattern)
+    matches = pc.extract_regex(_arrow_strings(series), pattern)
     columns = {f.name: matches.field(i).to_numpy(zero_copy_only=False) for i, f in enumerate(matches.type)}
     frame = pd.DataFrame(columns, index=series.index, dtype=object)
     frame[~matches.is_valid().to_numpy(zero_copy_only=False)] = None
     return frame.replace("", None).astype("str")
+
+
+def token_matrix(series: pd.Series, vocabulary: Sequence[str], sep: str = "|") -> tuple[np.ndarray, np.ndarray]:
+    """Exact-token membership of ``sep``-separated strings (tokens stripped; never substring matching).
+
+    Returns the ``(N, K)`` float32 0/1 matrix over ``vocabulary`` and a boolean mask of the rows holding a token
+    outside it (an empty string counts as one).
+    """
+    lists = pc.split_pattern(_arrow_strings(series.fillna("")), sep)
+    tokens = pc.utf8_trim_whitespace(pc.list_flatten(lists)).to_numpy(zero_copy_only=False)
+    rows = pc.list_parent_indices(lists).to_numpy()
+    codes = pd.Categorical(tokens, categories=list(vocabulary)).codes
+    known = codes >= 0
+    matrix = np.zeros((len(series), len(vocabulary)), np.float32)
+    matrix[rows[known], codes[known]] = 1.0
+    unknown = np.zeros(len(series), bool)
+    unknown[rows[~known]] = True
+    return matrix, unknown
+
+
+def _arrow_strings(series: pd.Series) -> pa.Array:
+    """The values of ``series`` as one pyarrow string array (zero-copy when already arrow-backed)."""
+    array = pa.array(series, from_pandas=True)
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return array.cast(pa.large_string())

@@ -23,6 +23,7 @@ from cxrl.data.sources._common import (
     read_csv,
     require_columns,
     require_file,
+    token_matrix,
 )
 
 DATA_ENTRY = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
@@ -71,7 +72,7 @@ def load(root: Path) -> pd.DataFrame:
         {
             "image_path": image_paths(root, names),
             "patient_id": table["Patient ID"],
-            "study_id": names.str.replace(r"\.png$", "", regex=True),
+            "study_id": names.str.slice(stop=-len(".png")),
             "view": table["View Position"].map({"PA": "PA", "AP": "AP"}).fillna("OTHER"),
             "sex": table["Patient Gender"].where(table["Patient Gender"].isin(["M", "F"])),
             "age": age.where(age <= MAX_AGE),
@@ -86,9 +87,11 @@ def load(root: Path) -> pd.DataFrame:
 def read_entries(path: Path, skipped: Skipped) -> pd.DataFrame:
     """The seven named columns of Data_Entry (the bracketed size/spacing headers are split by commas, and the
     2017 file has a trailing empty field, so columns are taken by position); rows without ids are skipped."""
-    table = read_csv(path, usecols=range(len(ENTRY_COLUMNS)), index_col=False, dtype=str)
+    text_columns = ("Image Index", "Finding Labels", "Patient ID", "Patient Gender", "View Position")
+    table = read_csv(path, usecols=range(len(ENTRY_COLUMNS)), index_col=False, dtype=dict.fromkeys(text_columns, str))
     require_columns(table, path, ENTRY_COLUMNS)
-    table = table.apply(lambda col: col.str.strip())
+    for name in text_columns:
+        table[name] = table[name].str.strip()
     table["Patient ID"] = table["Patient ID"].str.zfill(8)
     bad = ~(table["Image Index"].str.fullmatch(r"[\w.-]+\.png") & table["Patient ID"].str.fullmatch(r"\d+"))
     bad = bad.fillna(True).astype(bool)
@@ -98,16 +101,15 @@ def read_entries(path: Path, skipped: Skipped) -> pd.DataFrame:
 
 def finding_labels(table: pd.DataFrame, path: Path, skipped: Skipped) -> pd.DataFrame:
     """0/1 columns for the 14 NIH classes and No Finding, from exact ``|``-separated tokens."""
-    tokens = table["Finding Labels"].fillna("").str.replace(r"\s*\|\s*", "|", regex=True)
-    dummies = tokens.str.get_dummies(sep="|")
-    unknown = [c for c in dummies.columns if c not in TOKENS and c != NO_FINDING]
-    bad = (tokens == "") | dummies[unknown].any(axis=1)
-    reasons = [f"Finding Labels {v!r} is empty or has a token outside the 14 classes + No Finding" for v in tokens[bad]]
-    skipped.add_rows(path, csv_lines(table.index[bad]), reasons)
-    dummies = dummies[~bad]
-    columns = {canonical: dummies.get(token, 0) for token, canonical in TOKENS.items()}
-    columns[NO_FINDING] = dummies.get(NO_FINDING, 0)
-    return pd.DataFrame(columns, index=dummies.index).astype("float32")
+    vocabulary = [*TOKENS, NO_FINDING]
+    matrix, unknown = token_matrix(table["Finding Labels"], vocabulary)
+    reasons = [
+        f"Finding Labels {v!r} is empty or has a token outside the 14 classes + No Finding"
+        for v in table["Finding Labels"][unknown].fillna("")
+    ]
+    skipped.add_rows(path, csv_lines(table.index[unknown]), reasons)
+    names = [*TOKENS.values(), NO_FINDING]
+    return pd.DataFrame(matrix[~unknown], index=table.index[~unknown], columns=names)
 
 
 def official_split(root: Path, names: pd.Series) -> pd.Series:

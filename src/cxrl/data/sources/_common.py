@@ -1,5 +1,5 @@
-"""Pieces shared by the dataset readers: locating files, checking label values, listing skipped rows,
-boxes as JSON, the "No Finding" rule, the view filter and the uncertainty option."""
+"""Pieces shared by the dataset readers: locating files, checking label values, listing skipped rows, boxes as
+JSON, the "No Finding" rule, the view and uncertainty options, and vectorized (pyarrow) regex and token matching."""
 
 from __future__ import annotations
 

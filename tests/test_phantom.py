@@ -14,7 +14,7 @@ import pytest
 
 from cxrl.cli import main
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
-from cxrl.data.phantom import MASK_BITS, plan_dataset, render, write_dataset
+from cxrl.data.phantom import MASK_BITS, plan_dataset, render, truth_mask, write_dataset
 from cxrl.data.records import load_records
 from cxrl.errors import ConfigError, DataError
 
@@ -67,14 +67,18 @@ def test_mimic_layout_reads_back(mimic_dir):
 def test_truth_files(chexpert_dir):
     truth = pd.read_parquet(chexpert_dir / "phantom_truth" / "truth.parquet")
     manifest = json.loads((chexpert_dir / "phantom_truth" / "manifest.json").read_text())
-    assert manifest["mask_bits"] == list(MASK_BITS) and len(truth) == N
+    assert manifest["findings"] == list(MASK_BITS) and len(truth) == N
     for row in truth.to_dict("records"):
-        mask = cv2.imread(str(chexpert_dir / row["mask"]), cv2.IMREAD_UNCHANGED)
-        assert mask.dtype == np.uint16 and mask.shape == (SIZE, SIZE)
-        drawn = {name for bit, name in enumerate(MASK_BITS) if ((mask >> bit) & 1).any()}
+        assert (chexpert_dir / row["image"]).is_file()
+        drawn = {name for name in MASK_BITS if truth_mask(row, name, SIZE).any()}
         present = {name for name in MASK_BITS if row[name] == 1}
         assert drawn <= present
         assert {b["label"] for b in json.loads(row["boxes"])} == drawn
+    spec = plan_dataset(N, seed=3)[0]
+    row = truth.to_dict("records")[0]
+    packed = render(spec, SIZE, seed=3).mask
+    for bit, name in enumerate(MASK_BITS):
+        assert np.array_equal(truth_mask(row, name, SIZE), ((packed >> bit) & 1).astype(bool)), name
 
 
 def test_same_seed_same_bytes_whatever_workers(tmp_path):

@@ -151,9 +151,12 @@ def smooth_fields(g: Anatomy, size: int, mid: float, dome: float, hilum_y: float
 
 
 def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Generator):
-    """Posterior ribs (bands with a brighter cortex), faint anterior ribs, clavicles, vertebral end plates."""
+    """Posterior ribs (bands with a brighter cortex), faint anterior ribs, clavicles, vertebral end plates.
+
+    Drawn at half resolution (they are blurred anyway) and upsampled."""
     ribs, rib_w = rib_lines(g, mid, dome, rng)
-    bones = np.zeros((size, size), np.float32)
+    half = max(16, size // 2)
+    bones = np.zeros((half, half), np.float32)
     polyline(bones, ribs, 1.0, rib_w, smooth=False)
     polyline(bones, ribs, -0.3, rib_w * 0.5, smooth=False)
     anterior = []
@@ -170,7 +173,8 @@ def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Ge
     polyline(bones, clavicles, 1.3, 0.026, smooth=False)
     plates = [np.array([[mid - 0.03, yy], [mid + 0.03, yy]], np.float32) for yy in np.arange(0.02, 1.0, 0.045)]
     polyline(bones, plates, 0.5, 0.006, smooth=False)
-    return cv2.GaussianBlur(bones, (0, 0), size * 0.0025), ribs, rib_w
+    bones = cv2.GaussianBlur(bones, (0, 0), half * 0.0025)
+    return cv2.resize(bones, (size, size), interpolation=cv2.INTER_LINEAR), ribs, rib_w
 
 
 def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: float = 1.0,

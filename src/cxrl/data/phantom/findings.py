@@ -199,7 +199,7 @@ def fracture(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
         ellipse(change, tuple(q), (0.012, 0.018), value=0.5)
         polyline(change, np.stack([p - normal, p + normal]), -1.0, 0.006)
         ellipse(mask, tuple((p + q) / 2), (0.025, 0.025))
-    att += 0.08 * change * (change < 0) + 0.05 * change * (change > 0)
+    att += 0.14 * change * (change < 0) + 0.1 * change * (change > 0)
     return mask
 
 

@@ -4,7 +4,8 @@ CheXpert: ``train.csv``, ``valid.csv`` (radiologist-style 0/1 labels), ``{train,
 view1_frontal.jpg`` with ``Path`` prefixed ``CheXpert-v1.0-small/``. MIMIC: ``files/pXX/pSUBJECT/sSTUDY/
 <dicom_id>.jpg`` (histogram-equalized like the real JPGs), reports ``files/pXX/pSUBJECT/sSTUDY.txt`` and the
 ``mimic-cxr-2.0.0-{metadata,split,chexpert}.csv.gz`` tables. Truth in ``phantom_truth/``: ``truth.parquet``
-(one row per image), ``masks/<image path>.png`` (uint16, bit k = ``manifest.json["mask_bits"][k]``).
+(one row per image; ``masks`` = JSON ``{finding: RLE}``, Kaggle "absolute" column-major RLE of the written
+image's pixels, decoded by ``truth_mask``) and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cxrl.data.labels import CHEXPERT_PATHOLOGIES
 from cxrl.data.phantom.render import MASK_BITS, render
 from cxrl.data.phantom.report import write_report
 from cxrl.data.phantom.sampling import ImageSpec, plan_dataset
+from cxrl.data.rle import decode_rle
 from cxrl.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -37,11 +39,10 @@ CHUNK = 16
 
 @dataclass(frozen=True)
 class Job:
-    """One image to render and write, with where its files go (relative to the dataset root)."""
+    """One image to render and write, with its path relative to the dataset root."""
 
     spec: ImageSpec
     image: str
-    mask: str
 
 
 def _chexpert_paths(specs: list[ImageSpec]) -> list[str]:
@@ -63,27 +64,26 @@ def _mimic_paths(subjects: np.ndarray, studies: np.ndarray, dicoms: list[str]) -
     return [f"files/p{str(sub)[:2]}/p{sub}/s{st}/{d}.jpg" for sub, st, d in zip(subjects, studies, dicoms, strict=True)]
 
 
-def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[str]:
-    """Worker: render and write a chunk of images and masks; returns their boxes (JSON)."""
+def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[tuple[str, str]]:
+    """Worker: render and write a chunk of images; returns their (boxes, masks) JSON."""
     jobs, root, size, seed, equalize = args
     cv2.setNumThreads(1)
     out = []
     for job in jobs:
         result = render(job.spec, size, seed)
         image = cv2.equalizeHist(result.image) if equalize else result.image
-        for rel, array, params in ((job.image, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]),
-                                   (job.mask, result.mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])):
-            path = Path(root, rel)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(path), array, params):
-                raise DataError(f"could not write {path}")
-        out.append(result.boxes_json())
+        path = Path(root, job.image)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+            raise DataError(f"could not write {path}")
+        out.append((result.boxes_json(), result.masks_json()))
     return out
 
 
-def _render_all(jobs: list[Job], root: Path, size: int, seed: int, equalize: bool, workers: int) -> list[str]:
+def _render_all(jobs: list[Job], root: Path, size: int, seed: int, equalize: bool,
+                workers: int) -> list[tuple[str, str]]:
     chunks = [(jobs[i : i + CHUNK], str(root), size, seed, equalize) for i in range(0, len(jobs), CHUNK)]
-    boxes: list[str] = []
+    boxes: list[tuple[str, str]] = []
     with tqdm(total=len(jobs), desc="phantom", unit="img") as bar:
         if workers <= 1 or len(chunks) == 1:
             results = map(_render_chunk, chunks)
@@ -141,20 +141,27 @@ def _write_reports(root: Path, specs: list[ImageSpec], image_paths: list[str]) -
         report.write_text(spec.report)
 
 
-def _write_truth(root: Path, jobs: list[Job], boxes: list[str], meta: dict) -> None:
+def _write_truth(root: Path, jobs: list[Job], drawn: list[tuple[str, str]], meta: dict) -> None:
     truth = root / "phantom_truth"
     rows = []
-    for job, box in zip(jobs, boxes, strict=True):
+    for job, (boxes, masks) in zip(jobs, drawn, strict=True):
         s = job.spec
         rows.append({
-            "image": job.image, "mask": job.mask, "patient": s.patient, "study": s.study, "split": s.split,
+            "image": job.image, "patient": s.patient, "study": s.study, "split": s.split,
             "view": s.view, "supine": s.supine, **s.true_labels(),
             "severity": json.dumps({k: f.severity for k, f in s.findings.items()}),
             "laterality": json.dumps({k: f.side for k, f in s.findings.items()}),
-            "boxes": box, "report": s.report,
+            "boxes": boxes, "masks": masks, "report": s.report,
         })
     pd.DataFrame(rows).to_parquet(truth / "truth.parquet", index=False)
-    (truth / "manifest.json").write_text(json.dumps({**meta, "mask_bits": list(MASK_BITS)}, indent=1) + "\n")
+    manifest = {**meta, "findings": list(MASK_BITS), "mask_format": "absolute"}
+    (truth / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def truth_mask(row: dict, finding: str, size: int) -> np.ndarray:
+    """The boolean ``(size, size)`` mask of ``finding`` in one ``truth.parquet`` row (empty when not drawn)."""
+    rle = json.loads(row["masks"]).get(finding)
+    return decode_rle(rle, size, size, relative=False) if rle else np.zeros((size, size), bool)
 
 
 def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexpert", seed: int = 0,
@@ -177,14 +184,14 @@ def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexp
         spec.report = write_report(spec, np.random.default_rng([seed, spec.index, 3]))
     ids = _mimic_ids(specs, seed) if mimic else None
     paths = _mimic_paths(*ids) if mimic else _chexpert_paths(specs)
-    jobs = [Job(s, p, f"phantom_truth/masks/{Path(p).with_suffix('.png')}") for s, p in zip(specs, paths, strict=True)]
+    jobs = [Job(s, p) for s, p in zip(specs, paths, strict=True)]
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    boxes = _render_all(jobs, root, size, seed, mimic, workers)
+    drawn = _render_all(jobs, root, size, seed, mimic, workers)
     if mimic:
         _mimic_tables(root, specs, ids, size, seed)
         _write_reports(root, specs, paths)
     else:
         _chexpert_csvs(root, specs, paths)
-    _write_truth(root, jobs, boxes, {"layout": layout, "n": n, "size": size, "seed": seed})
+    _write_truth(root, jobs, drawn, {"layout": layout, "n": n, "size": size, "seed": seed})
     log.info("wrote %d phantom images (%s layout) to %s", n, layout, root)
     return root

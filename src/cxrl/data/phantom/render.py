@@ -5,7 +5,8 @@ anatomy from ``(seed, patient)`` (a patient's vessels and ribs persist across st
 ``(seed, image, 1)`` and findings from ``(seed, image, 2)``. ``render(spec, findings=False)`` therefore gives
 the same patient, pose and exposure without disease (used to test masks).
 
-Masks are bit-packed: bit ``k`` of the uint16 label mask is finding ``MASK_BITS[k]``.
+In memory, masks are bit-packed: bit ``k`` of the uint16 label mask is finding ``MASK_BITS[k]``; on disk each
+finding's mask is an RLE string (``Rendering.masks_json``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cxrl.data.phantom import findings as paint
 from cxrl.data.phantom.acquisition import Acquisition, expose, project
 from cxrl.data.phantom.anatomy import draw_anatomy, grid
 from cxrl.data.phantom.sampling import FINDINGS, ImageSpec
+from cxrl.data.rle import encode_rle
 
 MASK_BITS: tuple[str, ...] = FINDINGS
 CTR = {"mild": 0.54, "moderate": 0.6, "severe": 0.67}
@@ -36,6 +38,11 @@ class Rendering:
 
     def boxes_json(self) -> str:
         return json.dumps(self.boxes)
+
+    def masks_json(self) -> str:
+        """``{finding: RLE}`` of every drawn finding (Kaggle "absolute" RLE, see ``cxrl.data.rle``)."""
+        return json.dumps({name: encode_rle((self.mask >> bit) & 1, relative=False)
+                           for bit, name in enumerate(MASK_BITS) if ((self.mask >> bit) & 1).any()})
 
 
 @lru_cache(maxsize=2)

@@ -10,6 +10,7 @@ import pytest
 
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
 from cxrl.data.records import load_records
+from cxrl.data.sources.chexpert import FINDINGS, no_finding
 from cxrl.errors import ConfigError, DataError
 
 HEADER = "Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(CHEXPERT_PATHOLOGIES)
@@ -157,3 +158,17 @@ def test_missing_files_and_columns_are_clear_errors(tmp_path):
     (tmp_path / "valid.csv").write_text("Path,Sex\nx,Male\n")
     with pytest.raises(DataError, match=r"valid.csv: missing column"):
         load_records("chexpert", tmp_path)
+
+
+def test_no_finding_rule():
+    labels = pd.DataFrame(
+        {
+            "Edema": [1, 0, -1, np.nan, 0, np.nan],
+            "Cardiomegaly": [0, 0, 0, np.nan, 1, np.nan],
+            "Support Devices": [0, 0, 0, 0, 0, 1],
+        }
+    )
+    result = no_finding(labels, FINDINGS)
+    np.testing.assert_array_equal(result.to_numpy(), [0, 1, np.nan, 1, 0, 1])
+    assert result.dtype == np.float32
+    assert "Support Devices" not in FINDINGS and "No Finding" not in FINDINGS

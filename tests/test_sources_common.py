@@ -1,4 +1,4 @@
-"""Helpers shared by the readers: the No Finding rule, file lookup, label checks, boxes, regex extraction."""
+"""Helpers shared by the readers: file lookup, label checks, skipped rows, views, boxes, regex and tokens."""
 
 from __future__ import annotations
 
@@ -11,31 +11,16 @@ import pytest
 
 from cxrl.data.records import DATASETS, finalize_records
 from cxrl.data.sources._common import (
-    FINDINGS,
     Skipped,
     boxes_json,
     coerce_labels,
     extract,
     filter_views,
     find_file,
-    no_finding,
     require_file,
+    token_matrix,
 )
 from cxrl.errors import ConfigError, DataError
-
-
-def test_no_finding_rule():
-    labels = pd.DataFrame(
-        {
-            "Edema": [1, 0, -1, np.nan, 0, np.nan],
-            "Cardiomegaly": [0, 0, 0, np.nan, 1, np.nan],
-            "Support Devices": [0, 0, 0, 0, 0, 1],
-        }
-    )
-    result = no_finding(labels, FINDINGS)
-    np.testing.assert_array_equal(result.to_numpy(), [0, 1, np.nan, 1, 0, 1])
-    assert result.dtype == np.float32
-    assert "Support Devices" not in FINDINGS and "No Finding" not in FINDINGS
 
 
 def test_find_file_tries_compressed_variants(tmp_path):
@@ -99,3 +84,10 @@ def test_every_registered_reader_imports():
 
     for module in DATASETS.values():
         assert callable(importlib.import_module(module).load)
+
+
+def test_token_matrix_is_exact_and_flags_unknown_tokens():
+    series = pd.Series(["Mass|Nodule", "Mass ", "Massive", "", None, "Nodule | No Finding"])
+    matrix, unknown = token_matrix(series, ["Mass", "Nodule", "No Finding"])
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 1]])
+    assert unknown.tolist() == [False, False, True, True, True, False]

@@ -1,5 +1,5 @@
 """Pieces shared by the dataset readers: locating files, checking label values, listing skipped rows, boxes as
-JSON, the "No Finding" rule, the view and uncertainty options, and vectorized (pyarrow) regex and token matching."""
+JSON, the view and uncertainty options, and vectorized (pyarrow) regex and token matching."""
 
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ log = logging.getLogger("cxrl.data.sources")
 
 COMPRESSION_SUFFIXES: tuple[str, ...] = ("", ".gz", ".zip")
 LABEL_VALUES: tuple[float, ...] = (1.0, 0.0, -1.0)
-NOT_FINDINGS: frozenset[str] = frozenset({"No Finding", "Support Devices"})
-FINDINGS: tuple[str, ...] = tuple(p for p in PATHOLOGIES if p not in NOT_FINDINGS)
 
 
 def find_file(root: Path, *names: str) -> Path | None:
@@ -112,20 +110,6 @@ def coerce_labels(frame: pd.DataFrame, columns: Sequence[str], path: Path, skipp
         out[col] = value.astype("float32")
     skipped.add_rows(path, csv_lines(frame.index[bad]), reasons[bad])
     return out[~bad]
-
-
-def no_finding(labels: pd.DataFrame, findings: Sequence[str]) -> pd.Series:
-    """The CheXpert labeler's "No Finding" rule for datasets that have no such column (Irvin et al. 2019, Sec. 3).
-
-    1 when none of ``findings`` is positive or uncertain, 0 when one is positive, NaN when the only signal is
-    uncertain (CheXpert leaves No Finding blank there). "Support Devices" is not a finding: CheXpert marks
-    studies with devices and No Finding together (8,808 train images), so do not pass it in ``findings``.
-    Findings missing from ``labels`` are ignored.
-    """
-    present = [f for f in findings if f in labels]
-    values = labels[present].to_numpy(dtype=np.float32)
-    result = np.where((values == 1).any(axis=1), 0.0, np.where((values == -1).any(axis=1), np.nan, 1.0))
-    return pd.Series(result.astype(np.float32), index=labels.index, name="No Finding")
 
 
 def filter_views(frame: pd.DataFrame, views: Sequence[str] | None) -> pd.DataFrame:

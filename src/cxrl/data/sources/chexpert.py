@@ -3,7 +3,8 @@
 Paths in the CSVs carry the archive folder (``CheXpert-v1.0-small/`` or ``CheXpert-v1.0/``), which is stripped
 and replaced by ``root``. Labels stay as given (1, 0, -1 uncertain, NaN not mentioned) unless ``uncertainty``
 names a policy. "No Finding" keeps CheXpert's convention: 1 only when no pathology is positive or uncertain,
-while "Support Devices" may be 1 alongside it. All views are kept unless ``views`` says otherwise.
+while "Support Devices" may be 1 alongside it; :func:`no_finding` applies that rule to datasets without such a
+column. All views are kept unless ``views`` says otherwise.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrl.data.labels import CHEXPERT_PATHOLOGIES
+from cxrl.data.labels import CHEXPERT_PATHOLOGIES, PATHOLOGIES
 from cxrl.data.sources._common import (
     Skipped,
     apply_uncertainty,
@@ -34,6 +35,7 @@ ARCHIVE_PREFIX = r"^CheXpert-v1\.0(?:-small)?/"
 PATH_PATTERN = r"(?P<patient>patient\d+)/(?P<study>study\d+)/(?P<file>[^/]+)$"
 SEX = {"Male": "M", "Female": "F"}
 FRONTAL_VIEWS = {"AP": "AP", "PA": "PA", "LL": "LL"}
+FINDINGS: tuple[str, ...] = tuple(p for p in PATHOLOGIES if p not in ("No Finding", "Support Devices"))
 
 
 def load(root: Path, uncertainty: str | None = None, views: Sequence[str] | None = None) -> pd.DataFrame:
@@ -101,3 +103,17 @@ def _ages(raw: pd.DataFrame) -> pd.Series:
         return pd.Series(np.nan, index=raw.index)
     age = pd.to_numeric(raw["Age"], errors="coerce")
     return age.where(age > 0)
+
+
+def no_finding(labels: pd.DataFrame, findings: Sequence[str] = FINDINGS) -> pd.Series:
+    """The CheXpert labeler's "No Finding" rule for datasets that have no such column (Irvin et al. 2019, Sec. 3).
+
+    1 when none of ``findings`` is positive or uncertain, 0 when one is positive, NaN when the only signal is
+    uncertain (CheXpert leaves No Finding blank there). "Support Devices" is not a finding: CheXpert marks
+    studies with devices and No Finding together (8,808 train images), so do not pass it in ``findings``.
+    Findings missing from ``labels`` are ignored.
+    """
+    present = [f for f in findings if f in labels]
+    values = labels[present].to_numpy(dtype=np.float32)
+    result = np.where((values == 1).any(axis=1), 0.0, np.where((values == -1).any(axis=1), np.nan, 1.0))
+    return pd.Series(result.astype(np.float32), index=labels.index, name="No Finding")

@@ -23,11 +23,11 @@ from cxrl.data.sources._common import (
     boxes_json,
     csv_lines,
     group_lists,
-    no_finding,
     read_csv,
     require_columns,
     require_file,
 )
+from cxrl.data.sources.chexpert import no_finding
 from cxrl.errors import ConfigError
 
 CANONICAL: dict[str, str] = {

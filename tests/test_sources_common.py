@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from cxrl.data.sources._common import (
     extract,
     filter_views,
     find_file,
+    read_text,
     require_file,
     token_matrix,
 )
@@ -91,3 +93,14 @@ def test_token_matrix_is_exact_and_flags_unknown_tokens():
     matrix, unknown = token_matrix(series, ["Mass", "Nodule", "No Finding"])
     np.testing.assert_array_equal(matrix, [[1, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 1]])
     assert unknown.tolist() == [False, False, True, True, True, False]
+
+
+def test_read_text_plain_gz_zip(tmp_path):
+    (tmp_path / "a.txt").write_text("x y\n")
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(b"x y\n"))
+    with zipfile.ZipFile(tmp_path / "a.txt.zip", "w") as archive:
+        archive.writestr("a.txt", "x y\n")
+    assert {read_text(tmp_path / n) for n in ("a.txt", "a.txt.gz", "a.txt.zip")} == {"x y\n"}
+    (tmp_path / "bad.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="bad.gz"):
+        read_text(tmp_path / "bad.gz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,9 @@ def test_malformed_lines_are_skipped_with_file_and_line(root):
 def test_no_list_file_is_an_error(tmp_path):
     with pytest.raises(DataError, match="train.txt"):
         load_records("covidx", tmp_path)
+
+
+def test_gzipped_list_files(tmp_path):
+    with gzip.open(tmp_path / "train.txt.gz", "wt") as f:
+        f.write("5 a.png negative cohen\n6 b.png positive cohen\n")
+    assert load_records("covidx", tmp_path)["covid"].tolist() == [0, 1]

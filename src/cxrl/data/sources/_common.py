@@ -3,9 +3,11 @@ JSON, the view and uncertainty options, and vectorized (pyarrow) regex and token
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,21 @@ def read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
         return pd.read_csv(path, **kwargs)
     except (ValueError, UnicodeDecodeError, EOFError, OSError) as err:
         raise DataError(f"cannot read {path}: {err}") from err
+
+
+def read_text(path: Path) -> str:
+    """The text of a plain, ``.gz`` or single-member ``.zip`` file (undecodable bytes replaced)."""
+    try:
+        if path.suffix == ".gz":
+            data = gzip.decompress(path.read_bytes())
+        elif path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(archive.namelist()[0])
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zipfile.BadZipFile, IndexError) as err:
+        raise DataError(f"cannot read {path}: {err}") from err
+    return data.decode("utf-8", errors="replace")
 
 
 def require_columns(frame: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrl.data.sources._common import Skipped, find_file
+from cxrl.data.sources._common import Skipped, find_file, read_text
 from cxrl.errors import DataError
 
 SPLITS = {"train": "train", "val": "valid", "test": "test"}
@@ -41,7 +41,7 @@ def load(root: Path) -> pd.DataFrame:
 def read_list(path: Path, split: str, image_dir: Path, skipped: Skipped) -> pd.DataFrame:
     """The records of one COVIDx list file."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue

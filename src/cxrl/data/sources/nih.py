@@ -21,6 +21,7 @@ from cxrl.data.sources._common import (
     find_file,
     index_images,
     read_csv,
+    read_text,
     require_columns,
     require_file,
     token_matrix,
@@ -118,7 +119,7 @@ def official_split(root: Path, names: pd.Series) -> pd.Series:
     for name, file in SPLIT_LISTS.items():
         path = find_file(root, file)
         if path is not None:
-            listed = set(path.read_text().split())
+            listed = set(read_text(path).split())
             split[names.isin(listed)] = name
     return split
 

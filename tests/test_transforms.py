@@ -22,6 +22,7 @@ from cxrl.transforms import (
     swav_views,
 )
 
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 LOW, HIGH = (0 - intensity.MEAN) / intensity.STD, (1 - intensity.MEAN) / intensity.STD
 
 
@@ -66,14 +67,16 @@ def test_same_seeds_same_views_and_other_seeds_other_views():
     assert not torch.equal(first[0], first[1]), "the two views of a sample must differ"
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cfgs", [simclr_views(32), byol_views(32), swav_views(32, n_local=2, local_size=16)])
-def test_a_sample_view_does_not_depend_on_its_batch(cfgs):
+def test_a_sample_view_does_not_depend_on_its_batch(cfgs, device):
     fn = make_view_fn(cfgs)
-    images, seeds = random_images(8), seeds_for(range(8), epoch=3, base_seed=7)
+    images, seeds = random_images(8).to(device), seeds_for(range(8), epoch=3, base_seed=7).to(device)
     full = fn(images, seeds)
-    pick = torch.tensor([5, 1, 6])
+    pick = torch.tensor([5, 1, 6], device=device)
     part = fn(images[pick], seeds[pick])
     for whole, sub in zip(full, part, strict=True):
+        assert whole.device.type == device
         torch.testing.assert_close(whole[pick], sub, rtol=0, atol=1e-6)
 
 

@@ -226,45 +226,39 @@ def _per_sample(values: torch.Tensor) -> torch.Tensor:
 
 
 def _jitter(x: torch.Tensor, u: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    """Brightness (multiplicative), contrast (around the image mean) and gamma, in place on a fresh batch."""
     on = _per_sample(u[:, _JITTER] < cfg.jitter_p)
     bright = 1 + on * _per_sample(_between(u[:, _BRIGHT], -cfg.brightness, cfg.brightness))
     contrast = 1 + on * _per_sample(_between(u[:, _CONTRAST], -cfg.contrast, cfg.contrast))
-    x = (x * bright).clamp(0, 1)
+    x.mul_(bright).clamp_(0, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = ((x - mean) * contrast + mean).clamp(0, 1)
-    log_gamma = _between(u[:, _GAMMA], math.log(cfg.gamma[0]), math.log(cfg.gamma[1]))
-    gamma = (_per_sample(u[:, _GAMMA_ON] < cfg.gamma_p) * _per_sample(log_gamma)).exp()
-    return x.pow(gamma)
+    x.sub_(mean).mul_(contrast).add_(mean).clamp_(0, 1)
+    if cfg.gamma_p > 0:
+        log_gamma = _between(u[:, _GAMMA], math.log(cfg.gamma[0]), math.log(cfg.gamma[1]))
+        x.pow_((_per_sample(u[:, _GAMMA_ON] < cfg.gamma_p) * _per_sample(log_gamma)).exp())
+    return x
 
 
 def _blur(x: torch.Tensor, u: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
-    """Separable Gaussian blur with a per-sample sigma, as two grouped convolutions (one group per sample)."""
-    if cfg.blur_p == 0:
+    """Separable Gaussian blur with a per-sample sigma, as two grouped convolutions over the samples drawn for it."""
+    chosen = (u[:, _BLUR_ON] < cfg.blur_p).nonzero().flatten().to(x.device)
+    if len(chosen) == 0:
         return x
-    b, _, h, w = x.shape
+    n, (h, w) = len(chosen), x.shape[-2:]
     radius = min(math.ceil(3 * cfg.blur_sigma[1]), h - 1, w - 1)
-    sigma = _between(u[:, _SIGMA], *cfg.blur_sigma).float().to(x.device)
+    sigma = _between(u[:, _SIGMA], *cfg.blur_sigma).float().to(x.device)[chosen]
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2)
     kernel = kernel / kernel.sum(dim=1, keepdim=True)
-    identity = (offsets == 0).float().expand_as(kernel)
-    kernel = torch.where((u[:, _BLUR_ON] < cfg.blur_p).to(x.device)[:, None], kernel, identity)
-    y = F.pad(x.reshape(1, b, h, w), (radius, radius, radius, radius), mode="reflect")
-    y = F.conv2d(y, kernel.view(b, 1, -1, 1), groups=b)
-    y = F.conv2d(y, kernel.view(b, 1, 1, -1), groups=b)
-    return y.view(b, 1, h, w)
+    y = F.pad(x[chosen].view(1, n, h, w), (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, kernel.view(n, 1, -1, 1), groups=n)
+    y = F.conv2d(y, kernel.view(n, 1, 1, -1), groups=n)
+    return x.index_copy_(0, chosen, y.view(n, 1, h, w))
 
 
 def _noise(x: torch.Tensor, u: torch.Tensor, seeds: list[int], cfg: ViewConfig) -> torch.Tensor:
-    """Additive Gaussian noise; each sample's field comes from a generator on the images' device."""
-    if cfg.noise_p == 0:
-        return x
-    on = (u[:, _NOISE_ON] < cfg.noise_p).tolist()
-    fields = []
-    for seed, active in zip(seeds, on, strict=True):
-        if active:
-            gen = torch.Generator(device=x.device).manual_seed(int(_mix64(np.uint64(seed))))
-            fields.append(torch.randn(x.shape[1:], generator=gen, device=x.device) * cfg.noise_std)
-        else:
-            fields.append(torch.zeros(x.shape[1:], device=x.device))
-    return x + torch.stack(fields)
+    """Additive Gaussian noise; each chosen sample's field comes from its own generator on the images' device."""
+    for i in (u[:, _NOISE_ON] < cfg.noise_p).nonzero().flatten().tolist():
+        gen = torch.Generator(device=x.device).manual_seed(int(_mix64(np.uint64(seeds[i]))))
+        x[i].add_(torch.randn(x.shape[1:], generator=gen, device=x.device), alpha=cfg.noise_std)
+    return x

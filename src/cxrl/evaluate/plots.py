@@ -142,4 +142,6 @@ def _project(x: np.ndarray, method: str) -> tuple[np.ndarray, str]:
     from sklearn.manifold import TSNE
 
     perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
-    return TSNE(perplexity=perplexity, init="pca", random_state=0).fit_transform(x), "t-sne"
+    exact = len(x) <= 500  # Barnes-Hut's tree costs more than it saves on a few hundred points
+    tsne = TSNE(perplexity=perplexity, init="pca", random_state=0, method="exact" if exact else "barnes_hut")
+    return tsne.fit_transform(x), "t-sne"

@@ -1,0 +1,176 @@
+"""``cxrl evaluate`` and ``run_evaluation`` end to end on the toy cache with a tiny encoder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cxrl.cli import main
+from cxrl.data.cache import write_cache
+from cxrl.errors import DataError, LeakageError
+from cxrl.evaluate.protocol import run_evaluation
+from cxrl.models import create_encoder, save_encoder
+
+QUICK = dict(backbone="tiny_cnn", n_bootstrap=100, min_positives=2, embedding="none")
+TOP_KEYS = {"schema_version", "encoder", "data", "protocol", "pathologies", "runs", "summary", "notes", "plots"}
+RUN_KEYS = {"fraction", "seed", "n_train_images", "n_train_patients", "selection", "macro_auroc", "macro_auroc_ci",
+            "macro_ap", "macro_f1", "macro_kappa", "macro_accuracy", "macro_precision", "macro_recall", "per_class"}
+CLASS_KEYS = {"auroc", "auroc_ci", "ap", "threshold", "f1", "kappa", "accuracy", "precision", "recall", "confusion"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny problems on a shared 2-core machine: one thread avoids OpenMP barrier stalls (10-50x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A saved RUN dir holding an exported tiny_cnn encoder, as the engine writes it."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("run")
+    save_encoder(path, create_encoder("tiny_cnn"), {"image_size": 64, "method": "simclr", "config": {}})
+    return path
+
+
+def _variant(toy_cache, path, edit):
+    records = toy_cache.records.copy()
+    edit(records)
+    return write_cache(path, np.asarray(toy_cache.images), records, {"source": "toy-variant"})
+
+
+@pytest.mark.slow
+def test_cli_random_encoder_writes_documented_outputs(toy_cache, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--encoder", "random", "--backbone", "tiny_cnn", "--data", str(toy_cache.path),
+                 "--fractions", "0.5,1", "--seeds", "2", "--out", str(out), "--min-positives", "2",
+                 "--bootstrap", "100", "--embedding", "tsne", "--device", "cpu"])
+    assert code == 0
+    assert "macro AUROC" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m) >= TOP_KEYS
+    assert m["pathologies"] == ["Cardiomegaly", "Edema", "Pleural Effusion"]
+    assert m["encoder"]["method"] == "random" and m["protocol"]["protocol"] == "linear"
+    assert len(m["runs"]) == 4 and set(m["runs"][0]) >= RUN_KEYS
+    assert set(m["runs"][0]["per_class"]["Edema"]) >= CLASS_KEYS
+    assert set(m["summary"]) == {"0.5", "1.0"}
+    full = m["summary"]["1.0"]
+    assert full["macro_auroc_mean"] == pytest.approx(np.mean(full["macro_auroc_values"]))
+    assert full["macro_auroc_mean"] > 0.8  # the toy labels are bright discs: linearly decodable from random features
+    low, high = m["runs"][-1]["macro_auroc_ci"]
+    assert low <= m["runs"][-1]["macro_auroc"] <= high
+    for name in m["plots"].values():
+        assert (out / name).stat().st_size > 1000
+    assert set(m["plots"]) == {"label_efficiency", "roc", "per_class_auroc", "confusion", "embedding"}
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and 'src="roc.png"' in html
+    assert "| 100% |" in (out / "report.md").read_text()
+
+
+def test_saved_run_dir_is_evaluated_and_features_are_cached(toy_cache, run_dir, tmp_path):
+    out = tmp_path / "eval"
+    first = run_evaluation(run_dir, toy_cache.path, out, fractions=[1.0], seeds=1, **QUICK)
+    assert first["encoder"]["method"] == "simclr" and first["encoder"]["name"] == run_dir.name
+    assert first["encoder"]["image_size"] == 64
+    cached = list((out / "features").glob("*.npz"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    again = run_evaluation(run_dir, toy_cache.path, out, fractions=[1.0], seeds=1, **QUICK)
+    assert cached[0].stat().st_mtime_ns == stamp  # read back, not recomputed
+    assert again["runs"][0]["macro_auroc"] == first["runs"][0]["macro_auroc"]
+    smaller = run_evaluation(run_dir, toy_cache.path, out, fractions=[1.0], seeds=1, image_size=32, **QUICK)
+    assert len(list((out / "features").glob("*.npz"))) == 2 and smaller["encoder"]["image_size"] == 32
+
+
+def test_leaking_split_is_refused(toy_cache, tmp_path):
+    def leak(records):
+        records.loc[records.index[-1], "patient_id"] = records["patient_id"].iloc[0]
+
+    leaky = _variant(toy_cache, tmp_path / "leaky", leak)
+    with pytest.raises(LeakageError):
+        run_evaluation("random", leaky.path, tmp_path / "eval", fractions=[1.0], seeds=1, **QUICK)
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_transfer_tests_on_target_over_shared_pathologies(toy_cache, tmp_path):
+    def target_edit(records):
+        records["Pleural Effusion"] = np.nan  # not labelled in the target
+        records["split"] = "train"  # no test split: every row is a test row
+        records["dataset"] = "other"
+
+    target = _variant(toy_cache, tmp_path / "target", target_edit)
+    code = main(["evaluate", "--encoder", "random", "--backbone", "tiny_cnn", "--data", str(toy_cache.path),
+                 "--target", str(target.path), "--fractions", "1", "--seeds", "1", "--out", str(tmp_path / "ev"),
+                 "--min-positives", "2", "--bootstrap", "50", "--embedding", "none"])
+    assert code == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["pathologies"] == ["Cardiomegaly", "Edema"]
+    assert m["data"]["target"]["path"] == str(target.path) and m["data"]["n_test_rows"] == len(target)
+    assert any("shared pathologies" in n for n in m["notes"])
+
+
+def test_transfer_without_shared_pathologies_is_an_error(toy_cache, tmp_path):
+    def unlabelled(records):
+        records[["Cardiomegaly", "Edema", "Pleural Effusion"]] = np.nan
+
+    target = _variant(toy_cache, tmp_path / "target", unlabelled)
+    with pytest.raises(DataError, match="no pathology"):
+        run_evaluation("random", toy_cache.path, tmp_path / "ev", target=target.path, fractions=[1.0], seeds=1, **QUICK)
+
+
+def test_cache_without_test_split_uses_valid_as_test_and_carves_selection(toy_cache, tmp_path):
+    def no_test(records):
+        records.loc[records["split"] == "test", "split"] = "train"
+
+    cache = _variant(toy_cache, tmp_path / "notest", no_test)
+    m = run_evaluation("random", cache.path, tmp_path / "ev", fractions=[1.0], seeds=1, **QUICK)
+    n_valid = int((cache.records["split"] == "valid").sum())
+    assert m["data"]["n_test_rows"] == n_valid
+    assert m["data"]["n_selection_rows"] > 0
+    assert any("carved" in n for n in m["notes"]) and any("valid rows are the test rows" in n for n in m["notes"])
+    assert m["runs"][0]["n_train_images"] + m["data"]["n_selection_rows"] + n_valid == len(cache)
+
+
+@pytest.mark.slow
+def test_finetune_protocol_restores_best_epoch(toy_cache, tmp_path):
+    m = run_evaluation("random", toy_cache.path, tmp_path / "ev", protocol="finetune", fractions=[1.0], seeds=1,
+                       epochs=3, patience=1, batch_size=32, **{**QUICK, "embedding": "tsne"})
+    sel = m["runs"][0]["selection"]
+    best = max(h["valid_macro_auroc"] for h in sel["history"])
+    assert sel["valid_macro_auroc"] == pytest.approx(best)
+    assert 1 <= len(sel["history"]) <= 3 and m["protocol"]["finetune"]["epochs"] == 3
+    assert "embedding" in m["plots"]
+
+
+def test_bad_settings_are_config_errors(toy_cache, tmp_path):
+    from cxrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="uncertainty"):
+        run_evaluation("random", toy_cache.path, tmp_path, uncertainty="maybe", **QUICK)
+    with pytest.raises(ConfigError, match="unknown pathologies"):
+        run_evaluation("random", toy_cache.path, tmp_path, pathologies=["Cardiomegally"], **QUICK)
+    with pytest.raises(ConfigError, match="unknown config key"):
+        run_evaluation("random", toy_cache.path, tmp_path, learning_rate=1, **QUICK)
+
+
+def test_embedding_map_falls_back_to_tsne_when_umap_fails(tmp_path, monkeypatch, caplog):
+    import sys
+    import types
+
+    from cxrl.evaluate import plots
+
+    def broken(*args, **kwargs):
+        raise ValueError("numba says no")
+
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=broken))  # no slow numba import
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(10), np.ones(10), np.full(4, np.nan)]
+    path = plots.embedding_map(rng.normal(size=(24, 8)), labels, "Edema", tmp_path / "map.png", method="umap")
+    assert path.stat().st_size > 1000
+    assert "using t-SNE" in caplog.text

@@ -300,8 +300,8 @@ def pretrain(
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt if resume else None)
+    trainer.save_checkpoint(ckpt)  # collective under DDP: every rank calls it, rank 0 writes
     if trainer.is_global_zero:
-        trainer.save_checkpoint(ckpt)
         export(run_dir, module, cfg, datamodule)
         log.info("pre-training done: %d steps, final loss %.4f, encoder in %s", module.global_step, module.last_loss,
                  run_dir)

@@ -274,9 +274,10 @@ def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, inputs: di
         results.update(infonce=loss.detach(), gq=gq)
         scores = [local["z1"].detach() @ inputs["protos"].T, local["z2"].detach() @ inputs["protos"].T]
         results["swav"] = swav_loss(scores, temperature=0.1, gather=True)
-        queue = FeatureQueue(dim=inputs["z1"].shape[1], size=6)
+        queue, own = FeatureQueue(dim=5, size=6), FeatureQueue(dim=5, size=6, gather=False)
         queue.enqueue(local["z2"].detach())
-        results["queue"] = queue.features
+        own.enqueue(local["z2"].detach())
+        results.update(queue=queue.features, own=own.features)
         torch.save(results, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -313,3 +314,7 @@ def test_gathered_losses_on_two_gloo_processes_equal_the_single_process_losses(t
     single.enqueue(inputs["z2"])
     assert torch.equal(ranks[0]["queue"], ranks[1]["queue"])
     torch.testing.assert_close(ranks[0]["queue"], single.features)
+    for r, result in enumerate(ranks):  # a per-rank queue (SwAV) holds only its own keys
+        local_only = FeatureQueue(dim=5, size=6)
+        local_only.enqueue(inputs["z2"][4 * r:4 * (r + 1)])
+        torch.testing.assert_close(result["own"], local_only.features)

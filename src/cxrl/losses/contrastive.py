@@ -38,7 +38,8 @@ def info_nce(
     ``L_q = -log exp(q . k+ / t) / (exp(q . k+ / t) + sum_{k-} exp(q . k- / t))`` on normalized vectors, mean over q.
 
     - ``queue`` given (MoCo v2): the positive is ``k[i]`` and the negatives are the queued keys ``(K, D)``.
-    - no queue (MoCo v3): the other keys of the batch are the negatives, from every rank with ``gather=True``.
+    - no queue (MoCo v3): the other keys of the batch are the negatives, from every rank with ``gather=True``
+      (every rank must then hold the same batch size: use ``drop_last``).
     Keys are targets: no gradient flows into ``k`` or ``queue``.
     """
     with torch.autocast(q.device.type, enabled=False):
@@ -69,25 +70,30 @@ def moco_v3_loss(
 class FeatureQueue(nn.Module):
     """A FIFO of ``size`` normalized features, kept in ``state_dict`` so a resumed run keeps its negatives.
 
-    ``enqueue`` gathers the keys of every rank first, so all ranks hold the same queue. The initial content is random
-    unit vectors drawn from a fixed seed (identical on every rank). Call ``enqueue`` after computing the loss with
-    ``queue.features``; it replaces the buffer rather than writing into it, so the graph of that loss stays valid.
+    With ``gather=True`` (MoCo) ``enqueue`` gathers the keys of every rank first, so all ranks hold the same queue
+    of global keys. SwAV wants ``gather=False``: each rank queues its own embeddings, because the distributed
+    Sinkhorn already sums over ranks and a shared queue would be counted once per rank. The initial content is
+    random unit vectors from a fixed seed. Call ``enqueue`` after computing the loss with ``queue.features``; it
+    replaces the buffer rather than writing into it, so the graph of that loss stays valid.
     """
 
     features: torch.Tensor
     pointer: torch.Tensor
 
-    def __init__(self, dim: int, size: int, seed: int = 0):
+    def __init__(self, dim: int, size: int, seed: int = 0, gather: bool = True):
         super().__init__()
         if size < 1 or dim < 1:
             raise ValueError(f"FeatureQueue: dim and size must be positive, found dim={dim} size={size}")
         generator = torch.Generator().manual_seed(seed)
         self.register_buffer("features", F.normalize(torch.randn(size, dim, generator=generator), dim=1))
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+        self.gather = gather
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        keys = F.normalize(distributed.gather_detached(keys).float(), dim=1)[-len(self.features):]
+        """Append ``keys`` ``(B, dim)`` (of every rank when gathering), overwriting the oldest entries."""
+        keys = distributed.gather_detached(keys) if self.gather else keys.detach()
+        keys = F.normalize(keys.float(), dim=1)[-len(self.features):]
         slots = (self.pointer + torch.arange(len(keys), device=keys.device)) % len(self.features)
         self.features = self.features.index_copy(0, slots, keys.to(self.features.dtype))
         self.pointer = (self.pointer + len(keys)) % len(self.features)

@@ -86,4 +86,4 @@ def test_bad_rows_and_missing_file(tmp_path: Path):
     (tmp_path / "train-rle.csv").write_text("ImageId,EncodedPixels\n1.2.9,-1\n1.2.10,12 x\n,-1\n")
     rec = load_records("siim", tmp_path)
     assert rec["patient_id"].tolist() == ["1.2.9"]
-    assert [s.split(": ", 1)[0].rsplit(":", 1)[1] for s in rec.attrs["skipped"]] == ["4", "3"]
+    assert [s.split(": ", 1)[0].rsplit(":", 1)[1] for s in rec.attrs["skipped"]] == ["3", "4"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cxrl.data import rle
@@ -56,13 +57,12 @@ def read_rle_table(path: Path, skipped: Skipped) -> pd.DataFrame:
     table = read_csv(path, dtype=str, skipinitialspace=True)
     table.columns = table.columns.str.strip()
     require_columns(table, path, ("ImageId", "EncodedPixels"))
-    table = table[["ImageId", "EncodedPixels"]].apply(lambda col: col.str.strip())
-    blank = table["ImageId"].isna() | table["EncodedPixels"].isna() | (table["ImageId"] == "")
-    skipped.add_rows(path, csv_lines(table.index[blank]), "ImageId or EncodedPixels is blank")
-    table = table[~blank]
-    malformed = ~table["EncodedPixels"].str.fullmatch(r"-1|\d+( \d+)*")
-    skipped.add_rows(path, csv_lines(table.index[malformed]), "EncodedPixels is not -1 or a list of integers")
-    return table[~malformed]
+    table = pd.DataFrame({name: table[name].str.strip() for name in ("ImageId", "EncodedPixels")})
+    blank = table["ImageId"].fillna("").eq("") | table["EncodedPixels"].isna()
+    malformed = ~blank & ~table["EncodedPixels"].fillna("").str.fullmatch(r"-1|\d+( \d+)*")
+    reasons = np.where(blank, "ImageId or EncodedPixels is blank", "EncodedPixels is not -1 or a list of integers")
+    skipped.add_rows(path, csv_lines(table.index[blank | malformed]), reasons[blank | malformed])
+    return table[~(blank | malformed)]
 
 
 def image_paths(root: Path, ids: pd.Series) -> pd.Series:

@@ -77,6 +77,16 @@ def test_pth_with_module_prefix_and_state_dict_wrapper_loads(tmp_path):
     _same_outputs(source, target)
 
 
+def test_lightning_checkpoint_of_a_cxrl_method_loads_the_online_encoder(tmp_path):
+    source, target = _tiny_pair()
+    state = {f"method.encoder.backbone.{k}": v for k, v in source.backbone.state_dict().items()}
+    state |= {f"method.key_encoder.backbone.{k}": torch.zeros_like(v) for k, v in source.backbone.state_dict().items()}
+    torch.save({"epoch": 2, "global_step": 10, "state_dict": state}, tmp_path / "last.ckpt")
+    with pytest.warns(UserWarning, match="key_encoder"):
+        load_weights(target, tmp_path / "last.ckpt")
+    _same_outputs(source, target)
+
+
 def test_safetensors_loads_and_weights_argument_of_create_encoder(tmp_path):
     source, _ = _tiny_pair()
     save_file(source.backbone.state_dict(), tmp_path / "w.safetensors")

@@ -131,6 +131,13 @@ def test_blur_smooths_and_noise_adds_the_configured_std_with_geometry_unchanged(
     assert abs(diff.mean()) < 0.01
 
 
+def test_large_inputs_are_downscaled_without_aliasing():
+    fine_checker = ((torch.arange(256)[:, None] + torch.arange(256)[None, :]) % 2 * 255).to(torch.uint8)
+    (view,) = make_view_fn([eval_view(16)])(fine_checker.expand(2, -1, -1), seeds_for(range(2), epoch=0))
+    level = view * intensity.STD + intensity.MEAN
+    assert level.std() < 0.02 and abs(level.mean() - 0.5) < 0.02, "a 1-pixel checker must average to grey"
+
+
 def test_jitter_changes_intensity_within_bounds():
     grey = torch.full((32, 16, 16), 128, dtype=torch.uint8)
     cfg = ViewConfig(size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_deg=0.0, translate=0.0,

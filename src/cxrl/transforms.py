@@ -168,6 +168,7 @@ def _view_seeds(seeds: torch.Tensor, view: int) -> list[int]:
 
 def _one_view(x: torch.Tensor, seeds: list[int], cfg: ViewConfig) -> torch.Tensor:
     u = _uniform_draws(seeds).to(x.device)
+    x = _prefilter(x, cfg)
     out = _resample(x, _affine_matrices(u, cfg, x.shape[-2:]), cfg.size)
     out = _jitter(out, u, cfg)
     out = _blur(out, u, cfg)
@@ -214,6 +215,19 @@ def _affine_matrices(u: torch.Tensor, cfg: ViewConfig, in_hw: torch.Size) -> tor
         dim=1,
     )
     return theta.float()
+
+
+def _prefilter(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    """Antialiased downscale of inputs much larger than the view needs, so bilinear sampling does not alias.
+
+    The smallest crop spans about ``sqrt(min area)`` of the image side; keep it at >= 2 output pixels per pixel.
+    """
+    h, w = x.shape[-2:]
+    limit = math.ceil(2 * cfg.size / math.sqrt(cfg.crop_scale[0]))
+    if min(h, w) <= limit:
+        return x
+    scale = limit / min(h, w)
+    return F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True)
 
 
 def _resample(x: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:

@@ -18,7 +18,8 @@ from torch import nn
 from cxrl.errors import ConfigError, DataError
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "encoder", "backbone")
-KEY_PREFIXES = ("module.", "_orig_mod.", "model.", "encoder.", "encoder_q.", "backbone.")
+# Wrappers added by DDP, torch.compile, Lightning modules, MoCo's query encoder and cxrl's own PretrainModule.
+KEY_PREFIXES = ("module.", "_orig_mod.", "model.", "method.", "encoder.", "encoder_q.", "backbone.")
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
 _SHOWN = 8
 

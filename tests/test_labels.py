@@ -32,3 +32,4 @@ def test_blank_zero_and_smoothing():
 def test_unknown_policy():
     with pytest.raises(ConfigError, match="expected one of ignore"):
         apply_uncertainty_policy(RAW, "maybe")
+

@@ -10,6 +10,7 @@ float column per canonical pathology (1, 0, -1 uncertain, NaN not mentioned). Da
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ def load_records(dataset: str, root: str | Path, **options: Any) -> pd.DataFrame
     if not root.is_dir():
         raise DataError(f"{dataset} root {root} is not a folder")
     reader = importlib.import_module(DATASETS[dataset])
+    accepted = [n for n in inspect.signature(reader.load).parameters if n != "root"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise DataError(f"{dataset} reader: unknown option(s) {', '.join(unknown)}; valid: {', '.join(accepted)}")
     return finalize_records(reader.load(root, **options), dataset)
 
 

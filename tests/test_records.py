@@ -1,0 +1,11 @@
+import pytest
+
+from cxrl.data import load_records
+from cxrl.errors import DataError
+
+
+def test_load_records_names_unknown_options(tmp_path):
+    with pytest.raises(DataError, match="unknown option.*colour.*valid: uncertainty, views"):
+        load_records("chexpert", tmp_path, colour=True)
+    with pytest.raises(DataError, match="unknown dataset 'padchest'"):
+        load_records("padchest", tmp_path)

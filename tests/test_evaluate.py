@@ -137,6 +137,15 @@ def test_cache_without_test_split_uses_valid_as_test_and_carves_selection(toy_ca
     assert m["runs"][0]["n_train_images"] + m["data"]["n_selection_rows"] + n_valid == len(cache)
 
 
+def test_train_only_cache_is_a_clear_error(toy_cache, tmp_path):
+    def train_only(records):
+        records["split"] = "train"
+
+    cache = _variant(toy_cache, tmp_path / "trainonly", train_only)
+    with pytest.raises(DataError, match="train rows only"):
+        run_evaluation("random", cache.path, tmp_path / "ev", fractions=[1.0], seeds=1, **QUICK)
+
+
 @pytest.mark.slow
 def test_finetune_protocol_restores_best_epoch(toy_cache, tmp_path):
     m = run_evaluation("random", toy_cache.path, tmp_path / "ev", protocol="finetune", fractions=[1.0], seeds=1,

@@ -20,15 +20,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cxrl.data.cache import Cache
+from cxrl.errors import DataError
 from cxrl.transforms import eval_view, make_view_fn
 
 log = logging.getLogger(__name__)
 
 
-def eval_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 ``(B, H, W)`` -> normalized float ``(B, 1, size, size)``: the evaluation view (no augmentation)."""
-    x = torch.as_tensor(np.array(images, copy=True))  # a memmap slice is read-only
-    return make_view_fn([eval_view(size)])(x, torch.zeros(len(x), dtype=torch.int64))[0]
+def eval_input(images: np.ndarray, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 ``(B, H, W)`` -> normalized float ``(B, 1, size, size)`` on ``device``: the evaluation view."""
+    x = torch.as_tensor(np.array(images, copy=True)).to(device)  # copy: a memmap slice is read-only
+    return make_view_fn([eval_view(size)])(x, torch.zeros(len(x), dtype=torch.int64, device=device))[0]
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
@@ -53,9 +54,14 @@ def extract_features(
     encoder = encoder.eval().to(device)
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
-        x = eval_input(images[start : start + batch_size], image_size).to(device)
-        chunks.append(encoder(x).float().cpu().numpy())
-    return np.concatenate(chunks) if chunks else np.zeros((0, getattr(encoder, "num_features", 0)), np.float32)
+        chunks.append(encoder(eval_input(images[start : start + batch_size], image_size, device)).float().cpu().numpy())
+    feats = np.concatenate(chunks) if chunks else np.zeros((0, getattr(encoder, "num_features", 0)), np.float32)
+    bad = np.flatnonzero(~np.isfinite(feats).all(axis=1))
+    if len(bad):
+        raise DataError(
+            f"the encoder produced non-finite features for {len(bad)} image(s), e.g. rows {bad[:5].tolist()}"
+        )
+    return feats
 
 
 def cache_key(encoder: nn.Module, cache: Cache, image_size: int) -> str:

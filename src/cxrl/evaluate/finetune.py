@@ -76,7 +76,7 @@ def predict(model: nn.Module, images: np.ndarray, image_size: int, device, batch
     """Logits ``(N, K)`` of uint8 images through the evaluation view."""
     model.eval()
     out = [
-        model(eval_input(images[i : i + batch_size], image_size).to(device)).float().cpu().numpy()
+        model(eval_input(images[i : i + batch_size], image_size, device)).float().cpu().numpy()
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(out) if out else np.zeros((0, model.head.out_features), np.float32)
@@ -129,8 +129,8 @@ def _train_epoch(model, optimizer, views, images, targets, rng, epoch, seed, s: 
     losses = []
     for start in range(0, len(order), s.batch_size):
         idx = np.sort(order[start : start + s.batch_size])
-        batch = torch.as_tensor(np.asarray(images[idx]))
-        x = views(batch, seeds_for(idx, epoch, seed))[0].to(device)
+        batch = torch.as_tensor(np.asarray(images[idx])).to(device)
+        x = views(batch, seeds_for(idx, epoch, seed).to(device))[0]
         loss = masked_bce(model(x), targets[idx].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

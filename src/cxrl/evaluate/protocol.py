@@ -36,6 +36,7 @@ from cxrl.evaluate.probe import DEFAULT_C_GRID, fit_linear_probe, resolve_device
 log = logging.getLogger(__name__)
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.1, 0.25, 0.5, 1.0)
 SCHEMA_VERSION = 1
+_CARVE_SEED_OFFSET = 7919  # the carved selection split must not follow label_fraction's patient order
 
 
 @dataclass
@@ -228,10 +229,15 @@ def _selection_split(records: pd.DataFrame, cfg: EvalConfig, has_target: bool) -
     if "valid" not in splits:
         train = out["split"] == "train"
         patients = out.loc[train, "patient_id"].astype(str).to_numpy()
-        carved = patient_rank(patients, seed=cfg.seed + 7919) < cfg.selection_fraction
+        carved = patient_rank(patients, seed=cfg.seed + _CARVE_SEED_OFFSET) < cfg.selection_fraction
         out.loc[out.index[train][carved], "split"] = "valid"
         notes.append(
             f"selection split carved from {cfg.selection_fraction:.0%} of the train patients ({int(carved.sum())} rows)"
+        )
+    if not has_target and not (out["split"] == "test").any():
+        raise DataError(
+            "the evaluation cache has train rows only: give it valid/test splits (cxrl prepare assigns them by "
+            "patient) or pass --target"
         )
     return out, notes
 

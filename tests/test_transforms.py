@@ -131,6 +131,19 @@ def test_blur_smooths_and_noise_adds_the_configured_std_with_geometry_unchanged(
     assert abs(diff.mean()) < 0.01
 
 
+def test_blur_is_a_normalized_separable_gaussian_of_the_drawn_sigma():
+    point = torch.zeros(1, 33, 33, dtype=torch.uint8)
+    point[0, 16, 16] = 255
+    cfg = ViewConfig(size=33, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_deg=0.0, translate=0.0,
+                     jitter_p=0.0, gamma_p=0.0, blur_p=1.0, blur_sigma=(1.5, 1.5))
+    (view,) = make_view_fn([cfg])(point, seeds_for([0], epoch=0))
+    response = view[0, 0] * intensity.STD + intensity.MEAN
+    offsets = torch.arange(-16, 17.0)
+    profile = torch.exp(-0.5 * (offsets / 1.5) ** 2) * (offsets.abs() <= 5)  # truncated at ceil(3 sigma)
+    profile = profile / profile.sum()
+    torch.testing.assert_close(response, torch.outer(profile, profile), rtol=1e-4, atol=1e-6)
+
+
 def test_large_inputs_are_downscaled_without_aliasing():
     fine_checker = ((torch.arange(256)[:, None] + torch.arange(256)[None, :]) % 2 * 255).to(torch.uint8)
     (view,) = make_view_fn([eval_view(16)])(fine_checker.expand(2, -1, -1), seeds_for(range(2), epoch=0))

@@ -100,9 +100,10 @@ def consolidation(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
 
 
 def pneumonia(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
-    region = _patch(geo, f, rng, spread=0.1, threshold=0.55) * (0.7 + 0.3 * texture(geo.size, rng, scale=0) > 0.4)
+    """Patchy airspace opacity, less confluent than consolidation."""
+    region = _patch(geo, f, rng, spread=0.1, threshold=0.55)
     att += region * (0.3 + 0.15 * AMOUNT[f.severity])
-    return region.astype(np.float32)
+    return region
 
 
 def lung_opacity(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:

@@ -10,6 +10,7 @@ image's pixels, decoded by ``truth_mask``) and ``manifest.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -82,20 +83,19 @@ def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[tuple[str
 
 def _render_all(jobs: list[Job], root: Path, size: int, seed: int, equalize: bool,
                 workers: int) -> list[tuple[str, str]]:
+    """Render every job (in ``workers`` spawned processes when > 1), in order, with a progress bar."""
     chunks = [(jobs[i : i + CHUNK], str(root), size, seed, equalize) for i in range(0, len(jobs), CHUNK)]
-    boxes: list[tuple[str, str]] = []
-    with tqdm(total=len(jobs), desc="phantom", unit="img") as bar:
-        if workers <= 1 or len(chunks) == 1:
-            results = map(_render_chunk, chunks)
-            for part in results:
-                boxes += part
-                bar.update(len(part))
+    drawn: list[tuple[str, str]] = []
+    with tqdm(total=len(jobs), desc="phantom", unit="img") as bar, contextlib.ExitStack() as stack:
+        if workers > 1 and len(chunks) > 1:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(min(workers, len(chunks))))
+            parts = pool.imap(_render_chunk, chunks)
         else:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for part in pool.imap(_render_chunk, chunks):
-                    boxes += part
-                    bar.update(len(part))
-    return boxes
+            parts = map(_render_chunk, chunks)
+        for part in parts:
+            drawn += part
+            bar.update(len(part))
+    return drawn
 
 
 def _chexpert_csvs(root: Path, specs: list[ImageSpec], paths: list[str]) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from cxrl.data.phantom import findings as paint
 from cxrl.data.phantom.acquisition import Acquisition, expose, project
 from cxrl.data.phantom.anatomy import draw_anatomy, grid
-from cxrl.data.phantom.sampling import FINDINGS, ImageSpec
+from cxrl.data.phantom.sampling import FINDINGS, OPACITIES, ImageSpec
 from cxrl.data.rle import encode_rle
 
 MASK_BITS: tuple[str, ...] = FINDINGS
@@ -84,7 +84,7 @@ def render(spec: ImageSpec, size: int = 256, seed: int = 0, findings: bool = Tru
         masks["Enlarged Cardiomediastinum"] = _mediastinum_mask(geo, width)
         att += 0.25 * cv2.GaussianBlur(masks["Enlarged Cardiomediastinum"], (0, 0), size * 0.01)
     for name, painter in paint.PAINTERS.items():
-        if name in present and not (name == "Lung Opacity" and masks.keys() & {"Consolidation", "Pneumonia"}):
+        if name in present and not (name == "Lung Opacity" and present.keys() & set(OPACITIES)):
             extra = {"supine": spec.supine} if name == "Pleural Effusion" else {}
             masks[name] = painter(att, geo, layers, present[name], rng_find, **extra)
     if "Lung Opacity" in present:

@@ -108,7 +108,6 @@ def write_report(spec: ImageSpec, rng: np.random.Generator) -> str:
         if state == "positive" and name == "Support Devices":
             findings += [DEVICE_SENTENCES[d].format(n=int(rng.integers(3, 6))) for d in spec.anatomy.devices]
         elif state == "positive":
-            f = f or Finding("moderate", "bilateral")
             sentence = positive_sentence(name, f, rng) + _change(name, f, spec.prior, rng)
             findings.append(sentence)
             impression.append(sentence)

@@ -209,8 +209,8 @@ def plan_dataset(n: int, seed: int = 0, patients: int | None = None, valid_fract
         prior, codes = None, None
         for study in range(1, int((owner == p).sum()) + 1):
             findings, mentions, codes = _study_state(sampler, rng, prior, codes)
-            view = "AP" if rng.random() < stats["ap_fraction"] or "et_tube" in anatomy.devices and \
-                "Support Devices" in findings else "PA"
+            intubated = "et_tube" in anatomy.devices and "Support Devices" in findings
+            view = "AP" if intubated or rng.random() < stats["ap_fraction"] else "PA"
             specs.append(ImageSpec(
                 index=len(specs), patient=p, study=study, split=str(splits[p]), view=view,
                 supine=view == "AP" and bool(rng.random() < 0.5), sex="Female" if female else "Male",

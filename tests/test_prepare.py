@@ -260,3 +260,41 @@ def test_cache_read_returns_rows_in_requested_order(toy_cache):
     indices = np.array([40, 3, 40, 95, 0])
     np.testing.assert_array_equal(toy_cache.read(indices), np.asarray(toy_cache.images)[indices])
     assert toy_cache.read([]).shape == (0, 64, 64)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers inherit the patched function only when forked")
+def test_a_dying_worker_is_a_clear_error_and_the_rerun_resumes(tmp_path, monkeypatch):
+    records = noisy_records(tmp_path / "src", 12)
+    real_write_chunk = prepare_module._write_chunk
+
+    def die_on_second_chunk(images, start, *rest):
+        if start == 4:
+            os._exit(3)  # a decoder segfault, as the pool sees it
+        return real_write_chunk(images, start, *rest)
+
+    monkeypatch.setattr(prepare_module, "_write_chunk", die_on_second_chunk)
+    with pytest.raises(DataError, match="worker died"):
+        prepare_records(records, tmp_path / "cache", size=16, workers=2, chunk_size=4)
+    monkeypatch.undo()
+    assert len(open_cache(prepare_records(records, tmp_path / "cache", size=16, workers=2, chunk_size=4))) == 10
+
+
+@pytest.mark.slow
+def test_workers_start_cleanly_after_the_parent_used_cv2_threads(tmp_path):
+    """Regression: a forked worker touching cv2's inherited thread pool used to deadlock."""
+    records = noisy_records(tmp_path / "src", 16)
+    records.to_parquet(tmp_path / "records.parquet")
+    script = (
+        "import sys, cv2, numpy as np, pandas as pd; from cxrl.data.prepare import prepare_records; "
+        "big = np.random.rand(2000, 2000).astype(np.float32); "
+        "[cv2.GaussianBlur(cv2.resize(big, (999, 999), interpolation=cv2.INTER_AREA), (9, 9), 2) for _ in range(3)]; "
+        "prepare_records(pd.read_parquet(sys.argv[1]), sys.argv[2], size=16, workers=2, chunk_size=4)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "records.parquet"), str(tmp_path / "cache")],
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(open_cache(tmp_path / "cache")) == 14

@@ -20,7 +20,10 @@ import logging
 import multiprocessing
 import os
 import platform
+import sys
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -294,17 +297,27 @@ def _chunk_results(partial: Path, tasks: list[tuple], workers: int) -> Iterator[
         images = np.load(partial, mmap_mode="r+")
         yield from (_write_chunk(images, *task) for task in tasks)
         return
-    with multiprocessing.get_context().Pool(min(workers, len(tasks)), _open_partial, (str(partial),)) as pool:
-        yield from pool.imap(_pool_chunk, tasks)
+    # fork on Linux: no __main__ re-import (scripts without a main guard work) and cv2 survives it;
+    # elsewhere fork is unsafe, so spawn.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), context, _open_partial, (str(partial),))
+    try:
+        yield from pool.map(_pool_chunk, tasks)
+    except BrokenProcessPool as e:
+        raise DataError(
+            "a prepare worker died (crashed decoder or out of memory?); rerun to resume, "
+            "with --workers 0 to see which file"
+        ) from e
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _POOL_IMAGES: np.ndarray | None = None
 
 
 def _open_partial(partial: str) -> None:
-    """Pool initializer: map the image store once per worker; parallelism comes from processes, not cv2 threads."""
+    """Pool initializer: map the image store once per worker."""
     global _POOL_IMAGES
-    cv2.setNumThreads(1)
     _POOL_IMAGES = np.load(partial, mmap_mode="r+")
 
 

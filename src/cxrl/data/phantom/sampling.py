@@ -4,8 +4,8 @@ Label-state patterns (positive / uncertain / absent for the 13 findings) are sam
 of the real CheXpert frontal rows (``chexpert_stats.json``, derived by ``scripts/derive_phantom_stats.py``),
 so prevalence, pairwise lifts and findings per image follow the real data. An uncertain ('u') finding is
 truly present half the time and always hedged in the report; an absent finding is negated with its real
-rate P(negative | not positive, not uncertain), else not mentioned. Follow-up studies of a patient carry
-most of the previous study's label pattern and findings (severity drifts), so a patient's course evolves.
+rate P(negative | not positive, not uncertain), else not mentioned. A follow-up study keeps the previous
+study's label pattern (60 %) with severities drifting one step, or starts afresh, so a patient's course evolves.
 """
 
 from __future__ import annotations
@@ -172,10 +172,8 @@ def _study_state(
     prior_codes: dict[str, str] | None,
 ) -> tuple[dict[str, Finding], dict[str, str], dict[str, str]]:
     """Findings, mentions and pattern codes of one study; follow-ups mostly keep the prior pattern."""
-    if prior_codes and rng.random() < 0.6:
-        codes = {n: (c if rng.random() < 0.85 else "0") for n, c in prior_codes.items()}
-    else:
-        codes = sampler.draw(rng)
+    # Keeping the whole prior pattern (not dropping parts of it) leaves the label marginals unbiased.
+    codes = dict(prior_codes) if prior_codes and rng.random() < 0.6 else sampler.draw(rng)
     mentions, present = sampler.mentions_and_truth(codes, rng)
     findings = {}
     for name in sorted(present, key=FINDINGS.index):

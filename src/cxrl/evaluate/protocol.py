@@ -112,8 +112,6 @@ def run_evaluation(
     ``settings`` are :class:`EvalConfig` fields (``finetune`` may be a dict or ``epochs=`` for short).
     """
     cfg = _make_config(protocol=protocol, fractions=[float(f) for f in fractions], seeds=int(seeds), **settings)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     source = open_cache(data)
     target_cache = open_cache(target) if target is not None else None
@@ -121,6 +119,8 @@ def run_evaluation(
     size = int(cfg.image_size or encoder_info.get("image_size") or source.image_size)
     dev = resolve_device(cfg.device)
     ev = prepare_data(source, target_cache, cfg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     log.info(
         "evaluate: %s on %s, %d pathologies, image size %d",
         encoder_info["name"],

@@ -122,6 +122,11 @@ def test_letterbox_geometry_maps_source_pixels():
     assert abs(x - (44.5 * scale + left)) <= 1.5 and abs(y - (154.5 * scale + top)) <= 1.5
 
 
+def test_records_must_be_canonical(tmp_path):
+    with pytest.raises(DataError, match=r"lack column.*patient_id"):
+        prepare_records(pd.DataFrame({"image_path": ["/a.png"]}), tmp_path / "c")
+
+
 def test_every_image_unreadable_is_an_error(tmp_path):
     root = chexpert_folder(
         tmp_path / "bad", {"view1_frontal.jpg": None, "view2_frontal.jpg": lambda p: p.write_text("")}

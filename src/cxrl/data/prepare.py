@@ -127,6 +127,9 @@ def prepare_records(
     """
     if size < 8:
         raise DataError(f"cache size must be at least 8 pixels, found {size}")
+    missing = [c for c in ("image_path", "patient_id", "split", "dataset") if c not in records]
+    if missing:
+        raise DataError(f"records lack column(s) {missing}; build them with cxrl.data.records.finalize_records")
     records = official_or_patient_split(records.reset_index(drop=True), seed=split_seed)
     if records.empty:
         raise DataError("no records to prepare (check the dataset root, --views and --limit)")

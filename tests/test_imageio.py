@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
@@ -59,6 +60,14 @@ def test_png_16bit_is_scaled_by_65535(tmp_path):
     Image.fromarray(values).save(tmp_path / "a.png")
     assert Image.open(tmp_path / "a.png").mode in ("I;16", "I")
     np.testing.assert_allclose(read_image(tmp_path / "a.png"), values / 65535, atol=1e-6)
+
+
+def test_png_16bit_with_sbit_is_scaled_by_its_significant_bits(tmp_path):
+    values = np.array([[0, 1000], [2048, 4095]], dtype=np.uint16)  # 12-bit data in 16-bit samples
+    info = PngInfo()
+    info.add(b"sBIT", bytes([12]))
+    Image.fromarray(values).save(tmp_path / "a.png", pnginfo=info)
+    np.testing.assert_allclose(read_image(tmp_path / "a.png"), values / 4095, atol=1e-6)
 
 
 def test_jpeg_gray_roundtrip(tmp_path, gradient):

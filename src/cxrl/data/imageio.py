@@ -10,6 +10,7 @@ the file path and technical attributes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,19 +87,19 @@ def _read_pil(path: Path, reduce_to: int | None) -> DecodedImage:
 
 
 def _gray_unit(img: Image.Image, path: Path) -> np.ndarray:
-    """A decoded PIL image as float32 ``[0, 1]``; 16-bit modes are scaled by 65535."""
+    """A decoded PIL image as float32 ``[0, 1]``; 16-bit pixels are scaled by the PNG's significant bits
+    (``sBIT``) when it declares them, else by 65535."""
     mode = img.mode
     if mode in ("L", "LA"):
         return _unit(np.asarray(img.getchannel(0)), 255)
     if mode == "1":
         return np.asarray(img, dtype=np.float32)
-    if mode.startswith("I;16"):
-        return _unit(np.asarray(img), 65535)
-    if mode == "I":
+    if mode.startswith("I;16") or mode == "I":
         values = np.asarray(img)
         if values.min() < 0 or values.max() > 65535:
             raise DataError(f"{path}: 32-bit integer pixels outside 0..65535 are not a supported radiograph encoding")
-        return _unit(values, 65535)
+        bits = _png_significant_bits(path) if img.format == "PNG" else None
+        return np.minimum(_unit(values, 2 ** (bits or 16) - 1), 1.0)
     if mode == "F":
         raise DataError(f"{path}: floating-point images are not supported; store 8- or 16-bit grayscale")
     rgb = np.asarray(img.convert("RGB")).astype(np.int16)
@@ -106,6 +107,23 @@ def _gray_unit(img: Image.Image, path: Path) -> np.ndarray:
     if spread > GRAY_TOLERANCE:
         raise DataError(f"{path}: colour image (mode {mode}, channels differ by up to {spread}); expected grayscale")
     return _unit(rgb.mean(axis=2), 255)
+
+
+def _png_significant_bits(path: Path) -> int | None:
+    """The gray sample depth a PNG's ``sBIT`` chunk declares (e.g. 12 for 12-bit data in 16-bit samples)."""
+    with path.open("rb") as f:
+        f.seek(8)  # signature
+        while header := f.read(8):
+            if len(header) < 8:
+                return None
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"sBIT":
+                bits = f.read(1)
+                return bits[0] if bits and 1 <= bits[0] <= 16 else None
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            f.seek(length + 4, os.SEEK_CUR)  # data and CRC
+    return None
 
 
 def _unit(values: np.ndarray, maximum: float) -> np.ndarray:

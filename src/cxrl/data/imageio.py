@@ -138,6 +138,7 @@ def _read_dicom(path: Path, voi_lut: bool) -> np.ndarray:
     try:
         ds = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as e:
+        # Only the exception type: parser messages can quote header bytes.
         raise DataError(f"{path}: cannot parse DICOM ({type(e).__name__})") from e
     _check_dicom_grayscale(ds, path)
     stored = _dicom_pixels(ds, path)
@@ -146,6 +147,8 @@ def _read_dicom(path: Path, voi_lut: bool) -> np.ndarray:
     if voi_lut:
         values = apply_voi_lut(values, ds)
         lo, hi = _voi_range(ds, (lo, hi))
+    if not hi > lo:
+        raise DataError(f"{path}: DICOM intensity range is empty (check RescaleSlope / LUT descriptors)")
     unit = np.clip((values.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     return 1.0 - unit if ds.PhotometricInterpretation == "MONOCHROME1" else unit
 

@@ -61,6 +61,34 @@ def _mediastinum_mask(geo, width: float) -> np.ndarray:
     return ((np.abs(x - geo.mid) < width) & (y > geo.apex) & (y < top + 0.03)).astype(np.float32)
 
 
+def _cardiomediastinal_scales(present: dict, view: str, heart_ratio: float) -> tuple[float, float]:
+    """Heart width scale (AP magnification, cardiomegaly to its CTR) and upper-mediastinum widening."""
+    heart = (1.1 if view == "AP" else 1.0) * (
+        CTR[present["Cardiomegaly"].severity] / heart_ratio if "Cardiomegaly" in present else 1.0
+    )
+    ecm = present.get("Enlarged Cardiomediastinum")
+    return heart, (1.5 + 0.5 * paint.AMOUNT[ecm.severity]) if ecm else 1.0
+
+
+def _paint_findings(att, geo, layers, spec: ImageSpec, present: dict, widen: float, rng) -> dict[str, np.ndarray]:
+    """Draw every present finding into ``att``; returns each finding's soft mask."""
+    masks: dict[str, np.ndarray] = {}
+    if "Cardiomegaly" in present:
+        masks["Cardiomegaly"] = layers["heart"]
+    if "Enlarged Cardiomediastinum" in present:
+        masks["Enlarged Cardiomediastinum"] = _mediastinum_mask(geo, spec.anatomy.mediastinum * widen)
+        att += 0.25 * cv2.GaussianBlur(masks["Enlarged Cardiomediastinum"], (0, 0), geo.size * 0.01)
+    for name, painter in paint.PAINTERS.items():
+        if name in present and not (name == "Lung Opacity" and present.keys() & set(OPACITIES)):
+            extra = {"supine": spec.supine} if name == "Pleural Effusion" else {}
+            masks[name] = painter(att, geo, layers, present[name], rng, **extra)
+    if "Lung Opacity" in present:
+        masks["Lung Opacity"] = np.maximum.reduce([masks[k] for k in (*OPACITIES, "Lung Opacity") if k in masks])
+    if "Support Devices" in present:
+        masks["Support Devices"] = paint.support_devices(att, geo, spec.anatomy.devices, rng)
+    return masks
+
+
 def render(spec: ImageSpec, size: int = 256, seed: int = 0, findings: bool = True) -> Rendering:
     """Render ``spec`` at ``size`` pixels; ``findings=False`` draws the same exposure without disease."""
     present = dict(spec.findings) if findings else {}
@@ -68,31 +96,10 @@ def render(spec: ImageSpec, size: int = 256, seed: int = 0, findings: bool = Tru
     rng_acq = np.random.default_rng([seed, spec.index, 1])
     rng_find = np.random.default_rng([seed, spec.index, 2])
     acq = Acquisition.sample(rng_acq, spec.view)
-    g = spec.anatomy
-    heart_scale = (1.1 if spec.view == "AP" else 1.0) * (
-        CTR[present["Cardiomegaly"].severity] / g.heart_ratio if "Cardiomegaly" in present else 1.0
-    )
-    widen = 1.0 + 0.5 * (1 + paint.AMOUNT[present["Enlarged Cardiomediastinum"].severity]) \
-        if "Enlarged Cardiomediastinum" in present else 1.0
+    heart_scale, widen = _cardiomediastinal_scales(present, spec.view, spec.anatomy.heart_ratio)
     inspiration = float(rng_acq.normal(0, 0.02)) + (0.03 if spec.supine else 0.0)
-    att, geo, layers = draw_anatomy(g, size, rng_anatomy, heart_scale, widen, inspiration)
-    masks: dict[str, np.ndarray] = {}
-    if "Cardiomegaly" in present:
-        masks["Cardiomegaly"] = layers["heart"]
-    if "Enlarged Cardiomediastinum" in present:
-        width = g.mediastinum * widen
-        masks["Enlarged Cardiomediastinum"] = _mediastinum_mask(geo, width)
-        att += 0.25 * cv2.GaussianBlur(masks["Enlarged Cardiomediastinum"], (0, 0), size * 0.01)
-    for name, painter in paint.PAINTERS.items():
-        if name in present and not (name == "Lung Opacity" and present.keys() & set(OPACITIES)):
-            extra = {"supine": spec.supine} if name == "Pleural Effusion" else {}
-            masks[name] = painter(att, geo, layers, present[name], rng_find, **extra)
-    if "Lung Opacity" in present:
-        opacities = [masks[k] for k in ("Consolidation", "Pneumonia", "Edema", "Atelectasis", "Lung Lesion",
-                                        "Lung Opacity") if k in masks]
-        masks["Lung Opacity"] = np.maximum.reduce(opacities)
-    if "Support Devices" in present:
-        masks["Support Devices"] = paint.support_devices(att, geo, g.devices, rng_find)
+    att, geo, layers = draw_anatomy(spec.anatomy, size, rng_anatomy, heart_scale, widen, inspiration)
+    masks = _paint_findings(att, geo, layers, spec, present, widen, rng_find)
     packed = np.zeros((size, size), np.uint16)
     for bit, name in enumerate(MASK_BITS):
         if name in masks:

@@ -130,6 +130,7 @@ class LabelSampler:
 
 
 def _side(rng: np.random.Generator, name: str) -> str:
+    """Laterality with plausible frequencies (effusions often bilateral, edema always)."""
     if name == "Pleural Effusion":
         return rng.choice(["right", "left", "bilateral"], p=[0.35, 0.2, 0.45])
     if name in ("Atelectasis", "Consolidation", "Pneumonia", "Lung Opacity"):
@@ -140,6 +141,7 @@ def _side(rng: np.random.Generator, name: str) -> str:
 
 
 def new_finding(name: str, rng: np.random.Generator, mild_bias: bool = False) -> Finding:
+    """A newly appearing finding; hedged ones (``mild_bias``) are mostly mild."""
     probs = [0.55, 0.35, 0.10] if mild_bias else [0.3, 0.45, 0.25]
     zone = rng.choice(["upper", "middle", "lower"], p=[0.25, 0.3, 0.45])
     return Finding(str(rng.choice(SEVERITIES, p=probs)), str(_side(rng, name)), str(zone))
@@ -152,6 +154,7 @@ def evolve(prior: Finding, rng: np.random.Generator) -> Finding:
 
 
 def sample_anatomy(rng: np.random.Generator, female: bool) -> Anatomy:
+    """A patient's body shape (``heart_ratio`` is the normal cardiothoracic ratio) and device kit."""
     kit = tuple(d for d, p in DEVICES.items() if rng.random() < p) or ("ecg_leads",)
     return Anatomy(
         thorax_half_width=float(rng.uniform(0.31, 0.43) - 0.02 * female),

@@ -146,6 +146,12 @@ def test_bad_weight_files_raise_data_errors_naming_the_file(tmp_path, filename, 
     assert filename in str(info.value)
 
 
+def test_a_file_without_tensors_is_refused(tmp_path):
+    torch.save({"epoch": 3, "state_dict": {"note": "empty"}}, tmp_path / "empty.pt")
+    with pytest.raises(DataError, match="holds no tensors"):
+        create_encoder("tiny_cnn", weights=tmp_path / "empty.pt")
+
+
 def test_pickled_objects_are_refused(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "obj": ConfigError("x")}, tmp_path / "pickled.pt")
     with pytest.raises(DataError, match="pickled.pt"):
@@ -158,3 +164,5 @@ def test_hub_weights_offline_give_a_clear_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ConfigError, match="internet"):
         create_encoder("resnet10t", weights="hub:")
+    with pytest.raises(ConfigError, match="not a timm model"):
+        create_encoder("tiny_cnn", weights="hub:")

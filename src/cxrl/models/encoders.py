@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cxrl.errors import ConfigError
+from cxrl.models.weights import load_weights
 
 TIMM_ALIASES = {
     "resnet10t": "resnet10t",
@@ -35,14 +36,19 @@ class Encoder(nn.Module):
         name: the name given to ``create_encoder``.
         num_features: width of the pooled feature vector.
         build_kwargs: keyword arguments that rebuild the same architecture (saved with exported weights).
+        timm_name: the timm architecture behind it (None for others), where ``weights="hub:"`` looks.
     """
 
-    def __init__(self, backbone: nn.Module, name: str, num_features: int, build_kwargs: dict[str, Any]):
+    def __init__(
+        self, backbone: nn.Module, name: str, num_features: int, build_kwargs: dict[str, Any],
+        timm_name: str | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
         self.name = name
         self.num_features = num_features
         self.build_kwargs = build_kwargs
+        self.timm_name = timm_name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -86,25 +92,24 @@ def create_encoder(name: str, in_chans: int = 1, weights: str | Path | None = No
         **kwargs: passed to the model constructor (e.g. ``img_size=`` for ViTs, which also accept any multiple of
             the patch size at run time).
     """
-    backbone = _build_backbone(name, in_chans, kwargs)
-    encoder = Encoder(backbone, name, _num_features(backbone, name), {"in_chans": in_chans, **kwargs})
+    timm_name = TIMM_ALIASES.get(name) or (name.removeprefix("timm:") if name.startswith("timm:") else None)
+    if name == "tiny_cnn":
+        backbone: nn.Module = TinyCNN(in_chans, **kwargs)
+    elif name.startswith("torchvision:"):
+        backbone = _torchvision_backbone(name.removeprefix("torchvision:"), in_chans, kwargs)
+    elif timm_name is not None:
+        backbone = _timm_backbone(name, timm_name, in_chans, kwargs)
+    else:
+        raise ConfigError(
+            f"unknown encoder {name!r}; known: {', '.join(list_encoders())}, or timm:NAME / torchvision:NAME"
+        )
+    encoder = Encoder(backbone, name, _num_features(backbone, name), {"in_chans": in_chans, **kwargs}, timm_name)
     if weights is not None:
-        from cxrl.models.weights import load_weights
-
         load_weights(encoder, weights)
     return encoder
 
 
-def _build_backbone(name: str, in_chans: int, kwargs: dict[str, Any]) -> nn.Module:
-    if name == "tiny_cnn":
-        return TinyCNN(in_chans, **kwargs)
-    if name.startswith("torchvision:"):
-        return _torchvision_backbone(name.removeprefix("torchvision:"), in_chans, kwargs)
-    timm_name = TIMM_ALIASES.get(name) or (name.removeprefix("timm:") if name.startswith("timm:") else None)
-    if timm_name is None:
-        raise ConfigError(
-            f"unknown encoder {name!r}; known: {', '.join(list_encoders())}, or timm:NAME / torchvision:NAME"
-        )
+def _timm_backbone(name: str, timm_name: str, in_chans: int, kwargs: dict[str, Any]) -> nn.Module:
     if timm_name.startswith("vit_"):
         kwargs = {"dynamic_img_size": True, **kwargs}
     try:

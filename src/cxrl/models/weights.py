@@ -11,11 +11,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import timm
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from cxrl.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from cxrl.models.encoders import Encoder
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "encoder", "backbone")
 # Wrappers added by DDP, torch.compile, Lightning modules, MoCo's query encoder and cxrl's own PretrainModule.
@@ -24,7 +30,7 @@ TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
 _SHOWN = 8
 
 
-def load_weights(encoder: nn.Module, source: str | Path, strict: bool = True) -> None:
+def load_weights(encoder: Encoder, source: str | Path, strict: bool = True) -> None:
     """Load ``source`` into ``encoder.backbone`` (see ``create_encoder`` for the accepted sources)."""
     source_name = str(source)
     state = _hub_state(encoder, source_name) if source_name.startswith("hub:") else read_state_dict(Path(source))
@@ -37,16 +43,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         path = path / "encoder.safetensors"
     if not path.is_file():
         raise DataError(f"weights {path}: no such file")
+    if path.suffix != ".safetensors" and not path.name.endswith(TORCH_SUFFIXES):
+        raise DataError(f"weights {path}: unknown format; expected .safetensors or one of {', '.join(TORCH_SUFFIXES)}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(path)
-        if path.name.endswith(TORCH_SUFFIXES):
-            return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
-    except Exception as e:  # corrupt or non-tensor content: the readers raise many different types
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt files and pickled objects: the readers raise many different types
         raise DataError(f"weights {path}: cannot be read as {path.suffix} weights ({type(e).__name__}: {e})") from e
-    raise DataError(f"weights {path}: unknown format; expected .safetensors or one of {', '.join(TORCH_SUFFIXES)}")
+    return _unwrap(content, path)
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -64,13 +69,11 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _hub_state(encoder: nn.Module, source: str) -> dict[str, torch.Tensor]:
+def _hub_state(encoder: Encoder, source: str) -> dict[str, torch.Tensor]:
     """timm pretrained weights: ``hub:`` for the encoder's own architecture, ``hub:TIMM_NAME[.TAG]`` for another."""
-    import timm
-
-    from cxrl.models.encoders import TIMM_ALIASES
-
-    timm_name = source.removeprefix("hub:") or TIMM_ALIASES.get(encoder.name, encoder.name.removeprefix("timm:"))
+    timm_name = source.removeprefix("hub:") or encoder.timm_name
+    if timm_name is None:
+        raise ConfigError(f"weights {source!r}: encoder {encoder.name!r} is not a timm model; name one: hub:TIMM_NAME")
     in_chans = encoder.build_kwargs.get("in_chans", 1)
     try:
         model = timm.create_model(timm_name, pretrained=True, in_chans=in_chans, num_classes=0)

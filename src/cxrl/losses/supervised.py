@@ -51,7 +51,7 @@ def focal_loss(
     with torch.autocast(logits.device.type, enabled=False):
         logits, y = logits.float(), torch.nan_to_num(targets.float())
         log_p_t = -F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        per_entry = -((1 - log_p_t.exp()) ** gamma) * log_p_t
+        per_entry = -((-torch.expm1(log_p_t)) ** gamma) * log_p_t  # (1 - p_t)^gamma, precise as p_t -> 1
         if alpha is not None:
             per_entry = per_entry * (alpha * y + (1 - alpha) * (1 - y))
         return _masked_mean(per_entry, mask)

@@ -82,6 +82,7 @@ def test_prepare_reads_good_files_and_lists_bad_ones(mixed_root, tmp_path):
         "view1_frontal.jpg", "view2_frontal.jpg", "view1_frontal.png", "view2_frontal.dcm", "view7_frontal.jpg"
     ]  # fmt: skip
     assert rec["split"].eq("train").all()
+    assert (rec[list(CHEXPERT_PATHOLOGIES)] == -1).any().any()  # uncertain labels kept by default
     landscape = cache.images[0]
     assert rec.loc[0, ["orig_height", "orig_width", "pad_top", "pad_left"]].tolist() == [20, 40, 8, 0]
     assert rec.loc[0, "scale"] == pytest.approx(0.8)
@@ -259,6 +260,11 @@ def test_cli_prepare_with_views_and_limit(mixed_root, tmp_path, capsys):
     assert cache.records["view"].eq("PA").all() and cache.manifest["counts"]["records"] == 3
     assert "images at 16 px" in capsys.readouterr().out
     assert cli_main(["prepare", "chexpert", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d")]) == 1
+    args = ["prepare", "chexpert", "--root", str(mixed_root), "--out", str(tmp_path / "z"), "--workers", "0"]
+    assert cli_main([*args, "--size", "16", "--reader-option", "uncertainty=zeros"]) == 0
+    zeros = open_cache(tmp_path / "z")
+    assert not (zeros.records[list(CHEXPERT_PATHOLOGIES)] == -1).any().any()
+    assert zeros.manifest["source"]["reader_options"] == {"uncertainty": "zeros"}
 
 
 def test_cache_read_returns_rows_in_requested_order(toy_cache):

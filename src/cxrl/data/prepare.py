@@ -463,7 +463,22 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--voi-lut", action="store_true", help="apply the DICOM VOI LUT / window")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the patient split for rows without one")
     p.add_argument("--overwrite", action="store_true", help="replace a different complete cache in --out")
+    p.add_argument(
+        "--reader-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_key_value,
+        help="an option of the dataset reader, e.g. labeler=negbio (mimic) or extension=.png (rsna); repeatable",
+    )
     p.set_defaults(func=_run_cli)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, found {text!r}")
+    return key.strip(), value.strip()
 
 
 def _run_cli(args: argparse.Namespace) -> int:
@@ -479,6 +494,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         voi_lut=args.voi_lut,
         split_seed=args.split_seed,
         overwrite=args.overwrite,
+        **dict(args.reader_option),
     )
     manifest = json.loads((out / MANIFEST).read_text())
     counts = manifest["counts"]

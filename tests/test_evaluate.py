@@ -183,3 +183,20 @@ def test_embedding_map_falls_back_to_tsne_when_umap_fails(tmp_path, monkeypatch,
     path = plots.embedding_map(rng.normal(size=(24, 8)), labels, "Edema", tmp_path / "map.png", method="umap")
     assert path.stat().st_size > 1000
     assert "using t-SNE" in caplog.text
+
+
+def test_layer_decay_scales_encoder_blocks_and_bce_masks_unknown_labels():
+    from cxrl.evaluate.finetune import Classifier, FinetuneSettings, masked_bce, parameter_groups
+
+    model = Classifier(create_encoder("tiny_cnn"), 3)
+    groups = parameter_groups(model, FinetuneSettings(layer_decay=0.5, head_lr=1e-2), lr=1e-3)
+    encoder_lrs = [g["lr"] for g in groups[:-1]]
+    assert groups[-1]["lr"] == 1e-2 and encoder_lrs[-1] == pytest.approx(1e-3)
+    assert len(encoder_lrs) == 16  # tiny_cnn: 8 conv + 8 batch-norm layers with parameters
+    assert encoder_lrs[0] == pytest.approx(1e-3 * 0.5**15)
+    assert all(a < b for a, b in zip(encoder_lrs, encoder_lrs[1:], strict=False))
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    targets = torch.tensor([[1.0, float("nan")], [float("nan"), 0.0]])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([2.0, 3.0]), torch.tensor([1.0, 0.0]))
+    assert masked_bce(logits, targets) == pytest.approx(expected.item())

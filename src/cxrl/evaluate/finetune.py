@@ -56,9 +56,11 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def parameter_groups(model: Classifier, s: FinetuneSettings, lr: float) -> list[dict]:
-    """AdamW groups: the head at ``head_lr``; encoder blocks (top-level children of its backbone, in order)
+    """AdamW groups: the head at ``head_lr``; encoder blocks (the first level with several children, in order)
     at ``lr * layer_decay^(blocks - i)`` (layer-wise LR decay, Clark et al. 2020 ELECTRA; BEiT, Bao et al. 2022)."""
-    body = getattr(model.encoder, "backbone", model.encoder)
+    body = model.encoder
+    while len(list(body.children())) == 1:  # unwrap single-child containers (Encoder -> backbone -> Sequential)
+        body = next(body.children())
     blocks = [m for m in body.children() if any(p.requires_grad for p in m.parameters())] or [body]
     groups = [
         {"params": [p for p in block.parameters() if p.requires_grad], "lr": lr * s.layer_decay ** (len(blocks) - i)}
@@ -66,8 +68,8 @@ def parameter_groups(model: Classifier, s: FinetuneSettings, lr: float) -> list[
     ]
     seen = {id(p) for g in groups for p in g["params"]}
     rest = [p for p in model.encoder.parameters() if p.requires_grad and id(p) not in seen]
-    if rest:
-        groups.append({"params": rest, "lr": lr})
+    if rest:  # parameters held directly by the container (e.g. a ViT's position embedding): the lowest layer
+        groups.insert(0, {"params": rest, "lr": lr * s.layer_decay ** len(blocks)})
     return groups + [{"params": list(model.head.parameters()), "lr": s.head_lr}]
 
 

@@ -162,16 +162,24 @@ def _ci(ci: list) -> str:
 
 
 def html_report(metrics: dict) -> str:
-    """A self-contained-looking HTML page (PNG files beside it) rendering the Markdown report's content."""
-    body = []
-    table: list[str] = []
+    """An HTML page (PNG files beside it) rendering the Markdown report's content."""
+    body: list[str] = []
+    block: list[str] = []  # consecutive table rows or list items
+
+    def flush() -> None:
+        if block and block[0].startswith("|"):
+            body.append(_html_table(block))
+        elif block:
+            body.append("<ul>" + "".join(f"<li>{html.escape(b[2:]).replace('`', '')}</li>" for b in block) + "</ul>")
+        block.clear()
+
     for line in markdown_report(metrics).splitlines() + [""]:
-        if line.startswith("|"):
-            table.append(line)
+        if line.startswith(("|", "- ")):
+            if block and block[0][0] != line[0]:
+                flush()
+            block.append(line)
             continue
-        if table:
-            body.append(_html_table(table))
-            table = []
+        flush()
         if line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):
@@ -179,8 +187,6 @@ def html_report(metrics: dict) -> str:
         elif line.startswith("!["):
             alt, src = line[2:-1].split("](")
             body.append(f'<figure><img src="{html.escape(src)}" alt="{html.escape(alt)}"></figure>')
-        elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:]).replace('`', '')}</li>")
         elif line:
             body.append(f"<p>{html.escape(line)}</p>")
     style = (

@@ -167,6 +167,7 @@ def test_interrupted_prepare_resumes_to_identical_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_module, "_write_chunk", write_chunk_or_crash)
     with pytest.raises(KeyboardInterrupt):
         prepare_records(records, tmp_path / "resumed", size=24, workers=0, chunk_size=4)
+    assert not (tmp_path / "resumed" / "manifest.json").exists()  # present only beside a complete cache
     with pytest.raises(DataError, match="complete"):
         open_cache(tmp_path / "resumed")
     calls.clear()

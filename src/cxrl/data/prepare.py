@@ -6,7 +6,8 @@ and letterboxed into ``size x size`` with 0, optionally histogram-equalized or C
 Workers write straight into one pre-allocated memory-mapped ``images.partial.npy``; the main process logs
 each finished chunk (per-row geometry or skip reason) to ``prepare.progress.jsonl`` after the chunk is on
 disk. A killed run therefore resumes at the first unlogged chunk, and the final compaction (skipped rows
-removed, in order) makes the result byte-identical to an uninterrupted run.
+removed, in order) makes the result byte-identical to an uninterrupted run. ``manifest.json`` is written
+last: it exists only beside a complete cache.
 """
 
 from __future__ import annotations
@@ -242,9 +243,8 @@ def _resume(out: Path, job: str, count: int, options: dict[str, Any]) -> dict[in
     if done is not None and ((out / PARTIAL).is_file() or sum(map(len, done.values())) == count):
         logger.info("resuming %s: %d of %d images already done", out, sum(map(len, done.values())), count)
         return done
-    for name in (PROGRESS, PARTIAL, IMAGES, RECORDS):
+    for name in (MANIFEST, PROGRESS, PARTIAL, IMAGES, RECORDS):
         (out / name).unlink(missing_ok=True)
-    write_manifest(out, {"complete": False, "job": job})
     open_memmap(out / PARTIAL, mode="w+", dtype=np.uint8, shape=(count, options["size"], options["size"])).flush()
     _append_line(out / PROGRESS, {"job": job})
     return {}

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cxrl import intensity
+from cxrl.config import load_config
 from cxrl.errors import ConfigError
 from cxrl.transforms import (
     ViewConfig,
@@ -177,6 +178,13 @@ def test_seeds_for_is_a_fixed_distinct_int64_per_index_epoch_and_base_seed():
 def test_view_config_rejects_bad_values(bad):
     with pytest.raises(ConfigError):
         ViewConfig(**bad)
+
+
+def test_view_config_loads_from_yaml_style_overrides():
+    cfg = load_config(ViewConfig, overrides=["size=64", "crop_scale=[0.5, 1.0]", "hflip_p=0.5"])
+    assert cfg.size == 64 and cfg.crop_scale == (0.5, 1.0) and cfg.hflip_p == 0.5
+    with pytest.raises(ConfigError, match="crop_scale"):
+        load_config(ViewConfig, overrides=["crop_scale=[0.9, 0.1]"])
 
 
 def test_bad_images_or_seeds_raise_clear_errors():

@@ -10,7 +10,7 @@ import pytest
 
 from cxrl.cli import main as cli_main
 from cxrl.data.cache import write_cache
-from cxrl.data.inspect import label_kl, label_shift, summarize
+from cxrl.data.inspect import label_kl, label_shift, plot_summary, summarize
 from cxrl.data.labels import PATHOLOGIES
 from cxrl.errors import DataError
 
@@ -57,6 +57,14 @@ def test_label_kl_is_zero_for_same_mix_and_grows_with_shift(tmp_path):
     q = np.array([21 / 22, 1 / 22])
     p, q = p / p.sum(), q / q.sum()
     assert shift["kl"] == pytest.approx(float(np.sum(p * np.log(p / q))))
+
+
+def test_unlabelled_cache_summarizes_but_does_not_plot(tmp_path):
+    cache = small_cache(tmp_path / "a", {"Edema": [np.nan, np.nan]})
+    summary = summarize(cache)
+    assert summary["labels"] == {} and summary["cooccurrence"] == {"labels": [], "counts": []}
+    with pytest.raises(DataError, match="no labelled"):
+        plot_summary(summary, tmp_path / "p.png")
 
 
 def test_label_kl_needs_shared_labels(tmp_path):

@@ -36,9 +36,9 @@ def summarize(cache: Cache | str | Path) -> dict[str, Any]:
         "patients": int(records["patient_id"].nunique()),
         "image_size": cache.image_size,
         "equalize": cache.manifest.get("options", {}).get("equalize"),
-        "splits": _counts(records["split"], SPLITS),
-        "views": _counts(records["view"], VIEWS),
-        "sex": _counts(records["sex"]),
+        "splits": _counts(records, "split", SPLITS),
+        "views": _counts(records, "view", VIEWS),
+        "sex": _counts(records, "sex"),
         "labels": {name: _label_counts(values[:, k]) for k, name in enumerate(names)},
         "cooccurrence": {"labels": names, "counts": (positive.T @ positive).tolist()},
     }
@@ -83,9 +83,10 @@ def _opened(cache: Cache | str | Path) -> Cache:
     return cache if isinstance(cache, Cache) else open_cache(cache)
 
 
-def _counts(column: pd.Series, order: tuple[str, ...] = ()) -> dict[str, int]:
-    """Value counts, ``order``'s values first (in that order), then the rest by frequency; None is "unknown"."""
-    counts = column.fillna("unknown").astype(str).value_counts()
+def _counts(records: pd.DataFrame, column: str, order: tuple[str, ...] = ()) -> dict[str, int]:
+    """Value counts of ``column``, ``order``'s values first, then the rest by frequency; None is "unknown"."""
+    values = records[column] if column in records else pd.Series(None, index=records.index, dtype=object)
+    counts = values.fillna("unknown").astype(str).value_counts()
     first = [k for k in order if k in counts.index]
     return {str(k): int(counts[k]) for k in first + [k for k in counts.index if k not in first]}
 
@@ -145,6 +146,8 @@ def plot_summary(summary: dict[str, Any], path: str | Path, shift: dict[str, Any
     import matplotlib.pyplot as plt
 
     names = list(summary["labels"])
+    if not names:
+        raise DataError(f"{summary['path']}: no labelled pathology to plot")
     fig, (bars, heat) = plt.subplots(1, 2, figsize=(14, max(4.0, 0.35 * len(names) + 1.5)))
     y = np.arange(len(names))
     mentioned = [max(1, c["positive"] + c["negative"] + c["uncertain"]) for c in summary["labels"].values()]

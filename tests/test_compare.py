@@ -47,11 +47,11 @@ def test_run_dirs_and_eval_dirs_are_found(evals):
 def test_table_has_one_row_per_evaluation_and_union_of_fractions(evals):
     table = format_table(load_rows(find_evaluations(list(evals))))
     lines = table.splitlines()
-    assert lines[0] == "| encoder | method | protocol | 1% labels | 10% labels | 100% labels |"
+    assert lines[0] == "| encoder | method | protocol | evaluation | 1% labels | 10% labels | 100% labels |"
     assert len(lines) == 5
-    assert "| simclr-run | simclr | linear | 0.710 ± 0.020 | — | 0.860 ± 0.000 |" in lines
-    assert "| simclr-run → nih-cache | simclr | linear | — | — | 0.800 ± 0.010 |" in lines
-    assert "| random-resnet18 | random | linear | — | 0.600 ± 0.050 | — |" in lines
+    assert "| simclr-run | simclr | linear | linear | 0.710 ± 0.020 | — | 0.860 ± 0.000 |" in lines
+    assert "| simclr-run → nih-cache | simclr | linear | to-nih | — | — | 0.800 ± 0.010 |" in lines
+    assert "| random-resnet18 | random | linear | random-eval | — | 0.600 ± 0.050 | — |" in lines
 
 
 def test_cli_prints_and_writes_table_and_json(evals, tmp_path, capsys):

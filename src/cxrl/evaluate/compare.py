@@ -55,12 +55,13 @@ def load_rows(files: list[Path]) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown: encoder | method | protocol | one ``mean ± std`` column per fraction (union over rows)."""
+    """Markdown: encoder | method | protocol | eval dir name | one ``mean ± std`` column per fraction (union)."""
     fractions = sorted({k for r in rows for k in r["auroc"]}, key=float)
-    head = ["encoder", "method", "protocol"] + [f"{float(f) * 100:g}% labels" for f in fractions]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(fractions)]
+    head = ["encoder", "method", "protocol", "evaluation"] + [f"{float(f) * 100:g}% labels" for f in fractions]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * len(fractions)]
     for r in rows:
-        cells = [r["encoder"] + (f" → {r['target']}" if r["target"] else ""), str(r["method"]), str(r["protocol"])]
+        encoder = r["encoder"] + (f" → {r['target']}" if r["target"] else "")
+        cells = [encoder, str(r["method"]), str(r["protocol"]), Path(r["path"]).name]
         for f in fractions:
             mean, std = r["auroc"].get(f, (None, None))
             cells.append("—" if mean is None else f"{mean:.3f} ± {std or 0:.3f}")

@@ -109,22 +109,22 @@ class PretrainModule(pl.LightningModule):
         self.method, self.cfg = method, cfg
         self.total_steps, self.warmup_steps = total_steps, warmup_steps
         self.view_fn = make_view_fn(method.views)
-        self.last_loss = float("nan")
+        self.last_loss = torch.tensor(float("nan"))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.method.on_step_start(self.global_step, self.total_steps)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         images, indices, labels = batch
-        views = self.view_fn(images, seeds_for(indices, self.current_epoch, self.cfg.seed).to(images.device))
+        views = self.view_fn(images, seeds_for(indices, self.current_epoch, self.cfg.seed))
         if self.cfg.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         loss, logs = self.method.loss(views, labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower lr or use bf16")
-        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, sync_dist=True)
-        self.last_loss = float(loss.detach())
+        if self.global_step % self.cfg.log_every_n_steps == 0 and not torch.isfinite(loss):  # a sync: not every step
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower lr or check the data")
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()})
+        self.last_loss = loss.detach()
         return loss
 
     def on_after_backward(self) -> None:
@@ -257,7 +257,7 @@ def export(run_dir: Path, module: PretrainModule, cfg: PretrainConfig, datamodul
         "config": to_dict(cfg),
         "versions": {"cxrl": __version__, "torch": torch.__version__, "lightning": pl.__version__},
         "steps": int(module.global_step),
-        "final_loss": module.last_loss,
+        "final_loss": float(module.last_loss),
         "pathologies": datamodule.pathologies,
         "data": str(datamodule.cache.path),
     }
@@ -299,12 +299,13 @@ def pretrain(
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt if resume else None)
-    trainer.save_checkpoint(ckpt)  # collective under DDP: every rank calls it, rank 0 writes
+    # weights_only: the resume checkpoint is read with torch's safe loader (tensors and plain data, no code)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt if resume else None, weights_only=True)
+    trainer.save_checkpoint(ckpt, weights_only=False)  # collective under DDP: every rank calls it, rank 0 writes
     if trainer.is_global_zero:
         export(run_dir, module, cfg, datamodule)
-        log.info("pre-training done: %d steps, final loss %.4f, encoder in %s", module.global_step, module.last_loss,
-                 run_dir)
+        log.info("pre-training done: %d steps, final loss %.4f, encoder in %s", module.global_step,
+                 float(module.last_loss), run_dir)
     return run_dir
 
 

@@ -187,5 +187,5 @@ class CacheDataModule(pl.LightningDataModule):
             drop_last=True,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=False,
+            persistent_workers=self.num_workers > 0,
         )

@@ -98,7 +98,7 @@ def test_never_flips_vertically_and_flips_horizontally_only_when_asked():
 def test_crop_keeps_an_area_fraction_within_crop_scale_and_stays_inside_the_image():
     cfg = ViewConfig(size=32, crop_scale=(0.35, 0.9), crop_ratio=(0.5, 2.0), rotation_deg=0.0, translate=0.0)
     seeds = seeds_for(range(200), epoch=0)
-    theta = _affine_matrices(_uniform_draws([int(s) for s in seeds]), cfg, torch.Size([64, 48]))
+    theta = _affine_matrices(_uniform_draws(seeds.numpy()), cfg, torch.Size([64, 48]))
     area = theta[:, :, :2].det().abs()
     assert area.min() >= 0.35 - 1e-5 and area.max() <= 0.9 + 1e-5
     assert area.max() - area.min() > 0.3, "areas should spread over the range"
@@ -160,6 +160,15 @@ def test_jitter_changes_intensity_within_bounds():
     level = view.mean(dim=(1, 2, 3)) * intensity.STD + intensity.MEAN
     assert level.min() >= 128 / 255 * 0.8 - 1e-4 and level.max() <= 128 / 255 * 1.2 + 1e-4
     assert level.max() - level.min() > 0.1
+
+
+def test_per_sample_draws_are_uniform_and_uncorrelated():
+    draws = _uniform_draws(seeds_for(range(4000), epoch=0).numpy()).double()
+    assert draws.min() >= 0 and draws.max() < 1
+    torch.testing.assert_close(draws.mean(dim=0), torch.full((draws.shape[1],), 0.5, dtype=torch.double), atol=0.02,
+                               rtol=0)
+    correlation = torch.corrcoef(draws.T) - torch.eye(draws.shape[1], dtype=torch.double)
+    assert correlation.abs().max() < 0.06
 
 
 def test_seeds_for_is_a_fixed_distinct_int64_per_index_epoch_and_base_seed():

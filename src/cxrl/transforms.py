@@ -161,12 +161,12 @@ def _as_unit_batch(images: torch.Tensor) -> torch.Tensor:
     return x.float() * (1 / 255)
 
 
-def _view_seeds(seeds: torch.Tensor, view: int) -> list[int]:
-    mixed = _mix64(seeds.cpu().numpy().astype(np.int64).view(np.uint64) ^ _mix64(np.uint64(view + 1)))
-    return [int(s) for s in mixed]
+def _view_seeds(seeds: torch.Tensor, view: int) -> np.ndarray:
+    """(B,) uint64: each sample's seed mixed with the view index."""
+    return _mix64(seeds.cpu().numpy().astype(np.int64).view(np.uint64) ^ _mix64(np.uint64(view + 1)))
 
 
-def _one_view(x: torch.Tensor, seeds: list[int], cfg: ViewConfig) -> torch.Tensor:
+def _one_view(x: torch.Tensor, seeds: np.ndarray, cfg: ViewConfig) -> torch.Tensor:
     u = _uniform_draws(seeds).to(x.device)
     x = _prefilter(x, cfg)
     out = _resample(x, _affine_matrices(u, cfg, x.shape[-2:]), cfg.size)
@@ -176,13 +176,16 @@ def _one_view(x: torch.Tensor, seeds: list[int], cfg: ViewConfig) -> torch.Tenso
     return out.clamp_(0, 1).sub_(intensity.MEAN).div_(intensity.STD)
 
 
-def _uniform_draws(seeds: list[int]) -> torch.Tensor:
-    """(B, _N_DRAWS) float32 uniforms in [0, 1), row ``i`` from a CPU generator seeded with ``seeds[i]``."""
-    rows = []
-    for seed in seeds:
-        gen = torch.Generator().manual_seed(seed)
-        rows.append(torch.rand(_N_DRAWS, generator=gen))
-    return torch.stack(rows)
+def _uniform_draws(seeds: np.ndarray) -> torch.Tensor:
+    """(B, _N_DRAWS) float32 uniforms in [0, 1): row ``i`` is the SplitMix64 stream seeded with ``seeds[i]``.
+
+    Output ``j`` of the stream is ``mix(seed + j * golden)``, vectorized over samples; the top 24 bits make an exact
+    float32 in [0, 1).
+    """
+    steps = np.arange(_N_DRAWS, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        bits = _mix64(seeds.astype(np.uint64)[:, None] + steps[None, :])
+    return torch.from_numpy((bits >> np.uint64(40)).astype(np.float32) * np.float32(2**-24))
 
 
 def _between(u: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -286,9 +289,9 @@ def _blur(x: torch.Tensor, u: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
     return x.index_copy_(0, chosen, blurred.unsqueeze(1))
 
 
-def _noise(x: torch.Tensor, u: torch.Tensor, seeds: list[int], cfg: ViewConfig) -> torch.Tensor:
+def _noise(x: torch.Tensor, u: torch.Tensor, seeds: np.ndarray, cfg: ViewConfig) -> torch.Tensor:
     """Additive Gaussian noise; each chosen sample's field comes from its own generator on the images' device."""
     for i in (u[:, _NOISE_ON] < cfg.noise_p).nonzero().flatten().tolist():
-        gen = torch.Generator(device=x.device).manual_seed(int(_mix64(np.uint64(seeds[i]))))
+        gen = torch.Generator(device=x.device).manual_seed(int(_mix64(seeds[i] ^ np.uint64(0xD1B54A32D192ED03))))
         x[i].add_(torch.randn(x.shape[1:], generator=gen, device=x.device), alpha=cfg.noise_std)
     return x

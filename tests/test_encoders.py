@@ -56,6 +56,8 @@ def test_unknown_name_lists_known_encoders():
         create_encoder("resnet9000")
     with pytest.raises(ConfigError, match="timm could not build"):
         create_encoder("timm:not_a_model")
+    with pytest.raises(ConfigError, match="depth"):
+        create_encoder("tiny_cnn", depth=3)
 
 
 def _tiny_pair():

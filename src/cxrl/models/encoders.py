@@ -94,7 +94,7 @@ def create_encoder(name: str, in_chans: int = 1, weights: str | Path | None = No
     """
     timm_name = TIMM_ALIASES.get(name) or (name.removeprefix("timm:") if name.startswith("timm:") else None)
     if name == "tiny_cnn":
-        backbone: nn.Module = TinyCNN(in_chans, **kwargs)
+        backbone: nn.Module = _tiny_cnn(in_chans, kwargs)
     elif name.startswith("torchvision:"):
         backbone = _torchvision_backbone(name.removeprefix("torchvision:"), in_chans, kwargs)
     elif timm_name is not None:
@@ -107,6 +107,13 @@ def create_encoder(name: str, in_chans: int = 1, weights: str | Path | None = No
     if weights is not None:
         load_weights(encoder, weights)
     return encoder
+
+
+def _tiny_cnn(in_chans: int, kwargs: dict[str, Any]) -> TinyCNN:
+    unknown = sorted(set(kwargs) - {"widths"})
+    if unknown:
+        raise ConfigError(f"encoder 'tiny_cnn': unknown argument(s) {unknown}; it accepts in_chans and widths")
+    return TinyCNN(in_chans, **kwargs)
 
 
 def _timm_backbone(name: str, timm_name: str, in_chans: int, kwargs: dict[str, Any]) -> nn.Module:

@@ -81,13 +81,16 @@ def test_truth_files(chexpert_dir):
         assert np.array_equal(truth_mask(row, name, SIZE), ((packed >> bit) & 1).astype(bool)), name
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_workers(tmp_path):
-    one = write_dataset(tmp_path / "a", 6, size=64, seed=5, workers=1)
-    two = write_dataset(tmp_path / "b", 6, size=64, seed=5, workers=2)
+    one = write_dataset(tmp_path / "a", 20, size=48, seed=5, workers=1)
+    two = write_dataset(tmp_path / "b", 20, size=48, seed=5, workers=2)  # two chunks, two processes
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file() and p.suffix != ".parquet")
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file() and p.suffix != ".parquet")
     for rel in files:
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+    pd.testing.assert_frame_equal(pd.read_parquet(one / "phantom_truth" / "truth.parquet"),
+                                  pd.read_parquet(two / "phantom_truth" / "truth.parquet"))
     other = write_dataset(tmp_path / "c", 6, size=64, seed=6, workers=1)
     assert (other / "train.csv").read_bytes() != (one / "train.csv").read_bytes()
 

@@ -69,12 +69,14 @@ def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[tuple[str
     """Worker: render and write a chunk of images; returns their (boxes, masks) JSON."""
     jobs, root, size, seed, equalize = args
     cv2.setNumThreads(1)
-    out = []
+    out, made = [], set()
     for job in jobs:
         result = render(job.spec, size, seed)
         image = cv2.equalizeHist(result.image) if equalize else result.image
         path = Path(root, job.image)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
         if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
             raise DataError(f"could not write {path}")
         out.append((result.boxes_json(), result.masks_json()))

@@ -28,12 +28,13 @@ def patient_rank(patient_ids: Sequence[str], seed: int = 0) -> np.ndarray:
 
 def check_no_leakage(records: pd.DataFrame) -> None:
     """Raise :class:`LeakageError` if any patient has rows in two splits (rows without a split are ignored)."""
-    assigned = records.loc[records["split"].notna(), ["patient_id", "split"]]
-    per_patient = assigned.groupby("patient_id", sort=True)["split"].unique()
-    leaks = per_patient[per_patient.map(len) > 1]
-    if len(leaks):
-        shown = "; ".join(f"{pid} in {', '.join(sorted(s))}" for pid, s in leaks.head(5).items())
-        raise LeakageError(f"{len(leaks)} patients appear in more than one split, e.g. {shown}")
+    pairs = records.loc[records["split"].notna(), ["patient_id", "split"]].drop_duplicates()
+    per_patient = pairs["patient_id"].value_counts()
+    leaking = per_patient.index[per_patient > 1]
+    if len(leaking):
+        shown = pairs[pairs["patient_id"].isin(leaking[:5])].groupby("patient_id")["split"].agg(sorted)
+        examples = "; ".join(f"{pid} in {', '.join(splits)}" for pid, splits in shown.items())
+        raise LeakageError(f"{len(leaking)} patients appear in more than one split, e.g. {examples}")
 
 
 def patient_split(records: pd.DataFrame, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> pd.DataFrame:
@@ -54,13 +55,13 @@ def patient_split(records: pd.DataFrame, seed: int = 0, fractions: Sequence[floa
             f"{int(anonymous.sum())} rows without a split also lack a patient_id (first: row "
             f"{anonymous.idxmax()}); a patient-level split is impossible"
         )
-    known = out.loc[~missing].groupby("patient_id")["split"].first()
-    patients = pd.unique(out.loc[missing, "patient_id"])
+    codes, patients = pd.factorize(out["patient_id"].astype(str))
     bounds = np.cumsum(fractions)[:-1]
-    by_hash = np.asarray(SPLITS, dtype=object)[np.searchsorted(bounds, patient_rank(patients, seed), side="right")]
-    chosen = pd.Series(by_hash, index=patients)
-    chosen.update(known[known.index.isin(patients)])
-    out.loc[missing, "split"] = out.loc[missing, "patient_id"].map(chosen).to_numpy()
+    chosen = np.asarray(SPLITS, dtype=object)[np.searchsorted(bounds, patient_rank(patients, seed), side="right")]
+    known = pd.Series(out["split"].to_numpy()[~missing], index=codes[~missing])
+    known = known[~known.index.duplicated()]
+    chosen[known.index.to_numpy()] = known.to_numpy()
+    out.loc[missing, "split"] = chosen[codes[missing]]
     return out
 
 
@@ -87,29 +88,28 @@ def label_fraction(
     train = np.flatnonzero((records["split"] == "train").to_numpy())
     if len(train) == 0:
         raise DataError("no train rows to take a label fraction of")
-    patient_of_row = records["patient_id"].iloc[train].astype(str).to_numpy()
-    patients = np.unique(patient_of_row)
-    order = patients[np.argsort(patient_rank(patients, seed), kind="stable")]
-    names = [p for p in (pathologies or PATHOLOGIES) if p in records.columns]
-    positives = (records[names].iloc[train] == 1).groupby(patient_of_row).any().reindex(order)
-    cover = _label_cover(positives)
+    codes, patients = pd.factorize(records["patient_id"].iloc[train].astype(str))
+    order = np.argsort(patient_rank(patients, seed), kind="stable")  # patient codes, seeded order
+    names = [p for p in (PATHOLOGIES if pathologies is None else pathologies) if p in records.columns]
+    positive = pd.DataFrame(records[names].iloc[train].to_numpy() == 1).groupby(codes).any().to_numpy()
+    cover = order[_label_cover(positive[order])]
     ranked = np.concatenate([cover, order[~np.isin(order, cover)]])
-    keep = ranked[: max(math.ceil(fraction * len(order)), len(cover), 1)]
-    return train[np.isin(patient_of_row, keep)]
+    kept = np.zeros(len(patients), dtype=bool)
+    kept[ranked[: max(math.ceil(fraction * len(patients)), len(cover), 1)]] = True
+    return train[kept[codes]]
 
 
-def _label_cover(positives: pd.DataFrame) -> np.ndarray:
-    """Patients (rows of ``positives``, in seeded order) so each label with a positive has one, rarest first."""
-    chosen: list[str] = []
-    covered = np.zeros(positives.shape[1], dtype=bool)
-    counts = positives.sum(axis=0).to_numpy()
+def _label_cover(positive: np.ndarray) -> np.ndarray:
+    """Rows of ``positive`` (patients x labels, in seeded order) so each label with a positive has one, rarest
+    label first, each time the first patient positive for it."""
+    chosen: list[int] = []
+    covered = np.zeros(positive.shape[1], dtype=bool)
+    counts = positive.sum(axis=0)
     for col in np.argsort(counts, kind="stable"):
-        if counts[col] == 0 or covered[col]:
-            continue
-        patient = positives.index[positives.iloc[:, col].to_numpy()][0]
-        chosen.append(patient)
-        covered |= positives.loc[patient].to_numpy()
-    return np.asarray(chosen, dtype=object)
+        if counts[col] and not covered[col]:
+            chosen.append(int(np.argmax(positive[:, col])))
+            covered |= positive[chosen[-1]]
+    return np.asarray(chosen, dtype=np.int64)
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

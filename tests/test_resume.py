@@ -7,6 +7,7 @@ import pytest
 import torch
 from engine_support import TINY, encoder_tensors, one_thread  # noqa: F401 (fixture)
 
+from cxrl.errors import ConfigError
 from cxrl.train import pretrain
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -31,6 +32,8 @@ def test_kill_and_resume_equals_uninterrupted(toy_cache, tmp_path, method):
     with pytest.raises(RuntimeError, match="killed"):
         pretrain(method, toy_cache.path, tmp_path / "split", overrides=overrides, callbacks=[Kill(at_step=4)])
     assert not (tmp_path / "split" / "encoder.safetensors").exists()
+    with pytest.raises(ConfigError, match="was trained with"):
+        pretrain("byol", toy_cache.path, tmp_path / "split", resume=True)
     resumed = pretrain(method, toy_cache.path, tmp_path / "split", resume=True)
     expected, found = encoder_tensors(whole), encoder_tensors(resumed)
     assert expected.keys() == found.keys()

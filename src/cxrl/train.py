@@ -287,6 +287,8 @@ def pretrain(
     if resume and config_path is None:
         config_path = run_dir / "config.yaml"
     cfg = resolve_config(method, config_path, overrides)
+    if resume and (trained := load_config(PretrainConfig, run_dir / "config.yaml").method.name) != cfg.method.name:
+        raise ConfigError(f"--resume: {run_dir} was trained with {trained!r}, not {cfg.method.name!r}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_data(cfg, data)
     total_steps, warmup_steps = plan_steps(cfg, datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes))

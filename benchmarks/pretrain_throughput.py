@@ -1,7 +1,8 @@
 """SimCLR pre-training throughput: cxrl's path vs lightly's own SimCLR recipe, same run, same model and batch.
 
   (a) cxrl:   cache DataLoader (raw uint8, no work in workers) -> views made batched on the device from per-sample
-              seeds (``cxrl.transforms``) -> encoder -> SimCLR projector -> NT-Xent -> AdamW step.
+              seeds (``cxrl.transforms``) -> encoder (channels_last, the engine's default) -> SimCLR projector ->
+              NT-Xent -> AdamW step.
   (b) lightly: in-memory PIL grayscale images -> ``lightly.transforms.SimCLRTransform`` (grayscale settings: no
               saturation/hue/grayscale, no flips; same output size, same normalization) in DataLoader workers ->
               the same encoder -> ``SimCLRProjectionHead`` -> ``NTXentLoss`` -> AdamW step, a plain PyTorch loop.
@@ -35,6 +36,7 @@ from cxrl.data.cache import write_cache
 from cxrl.data.torch_dataset import CacheDataModule
 from cxrl.methods import MethodConfig, create_method
 from cxrl.models import create_encoder
+from cxrl.train import PretrainConfig
 from cxrl.transforms import make_view_fn, seeds_for
 
 CACHE_SIZE = 256
@@ -64,7 +66,8 @@ def cxrl_step_fn(args: argparse.Namespace, cache_path: str) -> tuple[Callable[[]
     data = CacheDataModule(cache_path, batch_size=args.batch, num_workers=args.workers)
     batches = cycle(data.train_dataloader())
     method = create_method(MethodConfig(name="simclr"), create_encoder(args.backbone), args.size, data.targets)
-    method = method.to(args.device)
+    memory_format = torch.channels_last if PretrainConfig().channels_last else torch.contiguous_format
+    method = method.to(args.device, memory_format=memory_format)
     view_fn = make_view_fn(method.views)
     optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
 
@@ -72,7 +75,7 @@ def cxrl_step_fn(args: argparse.Namespace, cache_path: str) -> tuple[Callable[[]
         images, indices, labels = next(batches)
         images = images.to(args.device, non_blocking=True)
         with autocast(args):
-            views = view_fn(images, seeds_for(indices, 0, 0))
+            views = [v.contiguous(memory_format=memory_format) for v in view_fn(images, seeds_for(indices, 0, 0))]
             loss, _ = method.loss(views, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

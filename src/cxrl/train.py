@@ -59,7 +59,7 @@ class PretrainConfig:
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     grad_clip: float | None = None
     precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = "32"
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC convolutions: ~1.1x on CPU (oneDNN), more with AMP on GPU
     accelerator: str = "auto"
     devices: int = 1
     num_nodes: int = 1

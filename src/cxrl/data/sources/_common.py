@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,25 @@ class Skipped:
                 self.entries[0],
             )
         return frame
+
+
+def load_split_files(
+    root: Path, dataset: str, files: dict[str, str], read: Callable[[Path, str, Path, Skipped], pd.DataFrame]
+) -> pd.DataFrame:
+    """Concatenate ``read(path, split, image_dir, skipped)`` over the per-split list ``files`` present in ``root``.
+
+    ``files`` maps a file name (``train.csv``) to the canonical split; images of a split sit in the folder named
+    after the file's stem. Rows a reader skips are listed in ``frame.attrs["skipped"]``.
+    """
+    skipped = Skipped()
+    parts = []
+    for name, split in files.items():
+        path = find_file(root, name)
+        if path is not None:
+            parts.append(read(path, split, root / Path(name).stem, skipped))
+    if not parts:
+        raise DataError(f"{dataset}: none of {', '.join(files)} is in {root}")
+    return skipped.attach(pd.concat(parts, ignore_index=True), dataset)
 
 
 def coerce_labels(frame: pd.DataFrame, columns: Sequence[str], path: Path, skipped: Skipped) -> pd.DataFrame:

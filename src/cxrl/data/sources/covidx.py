@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrl.data.sources._common import Skipped, find_file, read_text
-from cxrl.errors import DataError
+from cxrl.data.sources._common import Skipped, load_split_files, read_text
 
-SPLITS = {"train": "train", "val": "valid", "test": "test"}
+FILES = {"train.txt": "train", "val.txt": "valid", "test.txt": "test"}
 COVID = {"positive": 1.0, "negative": 0.0, "covid-19": 1.0, "pneumonia": 0.0, "normal": 0.0}
 PNEUMONIA = {"positive": np.nan, "negative": np.nan, "covid-19": 1.0, "pneumonia": 1.0, "normal": 0.0}
 FIELDS = 4
@@ -27,15 +26,7 @@ FIELDS = 4
 
 def load(root: Path) -> pd.DataFrame:
     """One record per listed line, images under ``root/<train|val|test>/``."""
-    skipped = Skipped()
-    parts = []
-    for name, split in SPLITS.items():
-        path = find_file(root, f"{name}.txt")
-        if path is not None:
-            parts.append(read_list(path, split, root / name, skipped))
-    if not parts:
-        raise DataError(f"covidx: none of train.txt, val.txt, test.txt is in {root}")
-    return skipped.attach(pd.concat(parts, ignore_index=True), "covidx")
+    return load_split_files(root, "covidx", FILES, read_list)
 
 
 def read_list(path: Path, split: str, image_dir: Path, skipped: Skipped) -> pd.DataFrame:

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from cxrl.data.sources._common import Skipped, csv_lines, find_file, read_csv
+from cxrl.data.sources._common import Skipped, csv_lines, load_split_files, read_csv
 from cxrl.errors import DataError
 
-SPLITS = {"train": "train", "dev": "valid"}
+FILES = {"train.csv": "train", "dev.csv": "valid"}
 NAME_COLUMNS = ("image_name", "image_path")
 LABEL = "Foreign Object"
 SHAPES = {0: "rectangle", 1: "ellipse", 2: "polygon"}
@@ -27,15 +27,7 @@ SHAPES = {0: "rectangle", 1: "ellipse", 2: "polygon"}
 
 def load(root: Path) -> pd.DataFrame:
     """One record per listed image, images under ``root/train/`` and ``root/dev/``."""
-    skipped = Skipped()
-    parts = []
-    for name, split in SPLITS.items():
-        path = find_file(root, f"{name}.csv")
-        if path is not None:
-            parts.append(read_split(path, split, root / name, skipped))
-    if not parts:
-        raise DataError(f"object-cxr: neither train.csv nor dev.csv is in {root}")
-    return skipped.attach(pd.concat(parts, ignore_index=True), "object-cxr")
+    return load_split_files(root, "object-cxr", FILES, read_split)
 
 
 def read_split(path: Path, split: str, image_dir: Path, skipped: Skipped) -> pd.DataFrame:

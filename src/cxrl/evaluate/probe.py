@@ -51,6 +51,7 @@ class _Objective:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, C: torch.Tensor):
         self.x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
+        self.xt = self.x.T.contiguous()  # (d + 1, n): the gradient's GEMM is ~2x faster with K << n on CPU
         self.mask = (~torch.isnan(y)).to(x.dtype)
         self.y = torch.nan_to_num(y, nan=0.0)
         self.n = self.mask.sum(0).clamp_min(1)
@@ -64,7 +65,7 @@ class _Objective:
         w = theta * self.penalized
         value = loss / self.n + 0.5 * self.ridge * (w * w).sum(1)
         residual = (torch.sigmoid(z) - self.y).mul_(self.mask).div_(self.n)
-        grad = torch.addmm(self.ridge[:, None] * w, residual.T, self.x)
+        grad = (self.xt @ residual).T + self.ridge[:, None] * w
         return value, grad
 
 

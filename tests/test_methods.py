@@ -83,6 +83,14 @@ def test_moco_queue_is_saved_and_filled(toy_cache):
     assert not torch.equal(before[:16], after[:16]) and torch.equal(before[16:], after[16:])
 
 
+def test_queues_gather_for_moco_not_for_swav():
+    """MoCo's negatives are global keys; SwAV's queue stays per rank because its Sinkhorn already sums ranks."""
+    encoder = create_encoder("tiny_cnn")
+    moco = create_method(MethodConfig(name="moco_v2", queue_size=32), encoder, 32, None)
+    swav = create_method(MethodConfig(name="swav", queue_size=32), create_encoder("tiny_cnn"), 32, None)
+    assert moco.queue.gather and swav.queues and not any(q.gather for q in swav.queues)
+
+
 def test_momentum_target_follows_the_online_network(toy_cache):
     byol = build("byol", np.zeros((1, 3), np.float32))
     online = next(byol.encoder.parameters())

@@ -30,7 +30,10 @@ class SwAV(PretrainMethod):
         self.projector = swav_projection(encoder.num_features, cfg.proj_hidden_dim, cfg.proj_dim)
         self.prototypes = swav_prototypes(cfg.proj_dim, cfg.num_prototypes)
         self.queues = nn.ModuleList(
-            [FeatureQueue(cfg.proj_dim, cfg.queue_size, seed=i) for i in range(N_GLOBAL if cfg.queue_size else 0)]
+            [
+                FeatureQueue(cfg.proj_dim, cfg.queue_size, seed=i, gather=False)  # per rank: Sinkhorn sums ranks
+                for i in range(N_GLOBAL if cfg.queue_size else 0)
+            ]
         )
         self.cfg = cfg
         self.views = swav_views(image_size, N_GLOBAL, cfg.local_views, cfg.local_size)

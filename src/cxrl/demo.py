@@ -43,7 +43,7 @@ PRESETS = {
     # Under 15 minutes on a 2-core laptop CPU.
     "cpu": Preset(
         n_images=5000, patients=2000, render_size=128, cache_size=64, backbone="tiny_cnn", batch_size=128,
-        max_epochs=3, lr=2e-3, optimizer="adamw", warmup_epochs=0.5, seeds=3, finetune_epochs=4,
+        max_epochs=12, lr=2e-3, optimizer="adamw", warmup_epochs=1, seeds=3, finetune_epochs=4,
     ),
     # Seconds: the end-to-end test's size.
     "tiny": Preset(

@@ -79,11 +79,12 @@ def per_class_auroc(run: dict, pathologies: list[str], path: Path, title: str) -
     ax.barh(y, np.nan_to_num(vals, nan=0.5) - 0.5, left=0.5, xerr=err, color="tab:blue", alpha=0.8, capsize=3)
     for i, v in enumerate(vals):
         right = np.nanmax([v, ci[i, 1], 0.5])
-        ax.text(min(right + 0.01, 0.93), i, "n/a" if np.isnan(v) else f"{v:.3f}", va="center", fontsize=8)
+        ax.text(right + 0.01, i, "n/a" if np.isnan(v) else f"{v:.3f}", va="center", fontsize=8)
     ax.axvline(0.5, c="0.4", lw=1)
     ax.set_yticks(y, pathologies)
     ax.invert_yaxis()
-    ax.set(xlim=(low, 1.0), xlabel="test AUROC (bar from chance; whiskers: bootstrap 95% CI)", title=title)
+    ax.set(xlim=(low, 1.09), xlabel="test AUROC (bar from chance; whiskers: bootstrap 95% CI)", title=title)
+    ax.set_xticks([t for t in ax.get_xticks() if t <= 1.0])
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 

@@ -8,8 +8,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cxrl.data.labels import PATHOLOGIES
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models and problems run fastest single-threaded on a shared 2-core CPU (no OpenMP barrier stalls)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -25,15 +24,6 @@ TINY = [
     "method.num_prototypes=16",
     "method.local_size=16",
 ]
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest single-threaded on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def encoder_tensors(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import textwrap
 import lightning.pytorch as pl
 import pytest
 import torch
-from engine_support import TINY, encoder_tensors, one_thread  # noqa: F401 (fixture)
+from engine_support import TINY, encoder_tensors
 from lightly.models.modules import heads
 
 import cxrl.methods.simclr

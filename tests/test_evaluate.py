@@ -21,13 +21,7 @@ RUN_KEYS = {"fraction", "seed", "n_train_images", "n_train_patients", "selection
 CLASS_KEYS = {"auroc", "auroc_ci", "ap", "threshold", "f1", "kappa", "accuracy", "precision", "recall", "confusion"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems on a shared 2-core machine: one thread avoids OpenMP barrier stalls (10-50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from engine_support import one_thread  # noqa: F401 (fixture)
 
 from cxrl.methods import METHODS, MethodConfig, create_method
 from cxrl.methods.base import encode_views

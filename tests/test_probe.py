@@ -10,14 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from cxrl.evaluate.metrics import auroc
 from cxrl.evaluate.probe import batched_lbfgs, fit_linear_probe, fit_logistic
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems on a shared 2-core machine: one thread avoids OpenMP barrier stalls (10-50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _linear_data(n=600, d=20, k=3, seed=0, missing=0.25):

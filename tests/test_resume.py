@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
-from engine_support import TINY, encoder_tensors, one_thread  # noqa: F401 (fixture)
+from engine_support import TINY, encoder_tensors
 
 from cxrl.errors import ConfigError
 from cxrl.train import pretrain

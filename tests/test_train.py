@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from engine_support import TINY, one_thread  # noqa: F401 (fixture)
+from engine_support import TINY
 
 from cxrl import cli
 from cxrl.data.torch_dataset import CacheDataModule, SeededSampler

@@ -48,11 +48,13 @@ def test_cli_reports_errors_cleanly(toy_cache, tmp_path, capsys):
 
 
 def test_cli_takes_overrides_after_the_options(toy_cache):
-    args = cli._parser("pretrain").parse_args(
+    args = cli.parse(
         ["pretrain", "byol", "a=1", "--data", "D", "--out", "R", "--resume", "batch_size=8", "method.proj_dim=4"]
     )
     assert (args.method, args.data, args.out, args.resume) == ("byol", "D", "R", True)
     assert args.overrides == ["a=1", "batch_size=8", "method.proj_dim=4"]
+    with pytest.raises(SystemExit):  # anything else after the options is still an error
+        cli.parse(["pretrain", "byol", "--data", "D", "--out", "R", "--bogus"])
 
 
 def test_global_batch_must_divide_over_devices(toy_cache, tmp_path):

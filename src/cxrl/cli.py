@@ -1,7 +1,8 @@
 """The one entry point, ``cxrl``: parses arguments and calls the library. Thin by design.
 
 Each subcommand lives beside the code it drives and exposes ``add_cli(subparsers)``, which adds
-its parser and sets ``func``; only the chosen subcommand's module is imported (torch is slow).
+its parser and sets ``func``; only the chosen subcommand's module is imported (torch is slow). A subcommand with
+an ``overrides`` positional (``key=value ...``) receives overrides written after its options too.
 """
 
 from __future__ import annotations
@@ -38,11 +39,21 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; ``key=value`` extras after the options join ``args.overrides`` where there is one."""
+    parser = _parser(next((a for a in argv if a in COMMANDS), None))
+    args, extras = parser.parse_known_args(argv)
+    if extras and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extras):
+        args.overrides = [*args.overrides, *extras]
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``cxrl``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    command = next((a for a in argv if a in COMMANDS), None)
-    args = _parser(command).parse_args(argv)
+    args = parse(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -325,18 +325,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="YAML config (default: the method's packaged YAML)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    p.__class__ = _OverridesAnywhereParser
     p.set_defaults(func=_run_cli)
-
-
-class _OverridesAnywhereParser(argparse.ArgumentParser):
-    """Accepts ``key=value`` overrides after the options too (argparse stops matching positionals after them)."""
-
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        ns, extras = super().parse_known_args(args, namespace)
-        is_override = [("=" in e and not e.startswith("-")) for e in extras]
-        ns.overrides = [*ns.overrides, *(e for e, o in zip(extras, is_override, strict=True) if o)]
-        return ns, [e for e, o in zip(extras, is_override, strict=True) if not o]
 
 
 def _run_cli(args: argparse.Namespace) -> int:

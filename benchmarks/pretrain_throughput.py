@@ -34,10 +34,9 @@ from torch.utils.data import DataLoader, Dataset
 from cxrl import intensity
 from cxrl.data.cache import write_cache
 from cxrl.data.torch_dataset import CacheDataModule
-from cxrl.methods import MethodConfig, create_method
+from cxrl.methods import create_method
 from cxrl.models import create_encoder
-from cxrl.train import PretrainConfig
-from cxrl.transforms import make_view_fn, seeds_for
+from cxrl.train import PretrainConfig, PretrainModule
 
 CACHE_SIZE = 256
 
@@ -62,26 +61,23 @@ def cycle(loader: DataLoader) -> Iterator:
 
 
 def cxrl_step_fn(args: argparse.Namespace, cache_path: str) -> tuple[Callable[[], None], torch.nn.Module]:
-    """One cxrl SimCLR step per call: the work of ``cxrl.train.PretrainModule.training_step`` plus the update."""
+    """One cxrl SimCLR step per call: ``PretrainModule.step_loss`` (the engine's step) plus the update."""
     data = CacheDataModule(cache_path, batch_size=args.batch, num_workers=args.workers)
     batches = cycle(data.train_dataloader())
-    method = create_method(MethodConfig(name="simclr"), create_encoder(args.backbone), args.size, data.targets)
-    memory_format = torch.channels_last if PretrainConfig().channels_last else torch.contiguous_format
-    method = method.to(args.device, memory_format=memory_format)
-    view_fn = make_view_fn(method.views)
-    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
+    cfg = PretrainConfig(backbone=args.backbone, image_size=args.size, batch_size=args.batch)
+    method = create_method(cfg.method, create_encoder(args.backbone), args.size, data.targets)
+    module = PretrainModule(method, cfg, total_steps=1, warmup_steps=0).to(args.device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
 
     def step() -> None:
         images, indices, labels = next(batches)
-        images = images.to(args.device, non_blocking=True)
         with autocast(args):
-            views = [v.contiguous(memory_format=memory_format) for v in view_fn(images, seeds_for(indices, 0, 0))]
-            loss, _ = method.loss(views, labels)
+            loss, _ = module.step_loss((images.to(args.device, non_blocking=True), indices, labels), epoch=0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return step, method
+    return step, module
 
 
 class PILImages(Dataset):

@@ -16,13 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 from cxrl.data.cache import Cache
 from cxrl.data.labels import label_matrix, present_pathologies
-from cxrl.transforms import eval_view, make_view_fn
+from cxrl.evaluate.features import extract_features
+from cxrl.evaluate.metrics import auroc
+from cxrl.evaluate.probe import fit_logistic
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +37,9 @@ class MonitorConfig:
 
 @dataclass
 class ProbeData:
-    """Monitor images (uint8), their cache rows, binary labels (NaN unknown) and a fit/score patient split."""
+    """Monitor images (uint8), binary labels (NaN unknown) and a fit/score patient split."""
 
     images: torch.Tensor
-    rows: torch.Tensor
     labels: np.ndarray
     fit: np.ndarray
 
@@ -61,21 +59,25 @@ def select_probe_data(cache: Cache, cfg: MonitorConfig, seed: int = 0) -> ProbeD
     unique = rng.permutation(np.unique(patients))
     fit = np.isin(patients, unique[: len(unique) // 2])
     images = torch.from_numpy(np.stack([cache.images[r] for r in rows]))
-    return ProbeData(images, torch.as_tensor(rows), labels, fit)
+    return ProbeData(images, labels, fit)
 
 
 def macro_auroc(features: np.ndarray, labels: np.ndarray, fit: np.ndarray) -> float:
-    """Mean over labels (with both classes on both sides) of a logistic probe's AUROC; NaN when none qualify."""
-    x = StandardScaler().fit(features[fit]).transform(features)
-    scores = []
-    for k in range(labels.shape[1]):
-        y = labels[:, k]
-        train, test = fit & ~np.isnan(y), ~fit & ~np.isnan(y)
-        if len(np.unique(y[train])) < 2 or len(np.unique(y[test])) < 2:
-            continue
-        probe = LogisticRegression(C=0.1, max_iter=500).fit(x[train], y[train])
-        scores.append(roc_auc_score(y[test], probe.decision_function(x[test])))
-    return float(np.mean(scores)) if scores else float("nan")
+    """Mean over labels (with both classes on both sides) of a logistic probe's AUROC; NaN when none qualify.
+
+    The probe is :func:`cxrl.evaluate.probe.fit_logistic` (all labels at once, ``C = 0.1``) on features
+    standardized with the fit half's statistics; AUROC is :func:`cxrl.evaluate.metrics.auroc` on the other half.
+    """
+    mean, scale = features[fit].mean(0), features[fit].std(0)
+    scale[scale < 1e-8] = 1.0
+    x = ((features - mean) / scale).astype(np.float32)
+    y_fit = np.where(fit[:, None], labels, np.nan).astype(np.float32)
+    theta = fit_logistic(torch.from_numpy(x), torch.from_numpy(y_fit), C=0.1)
+    scores = x @ theta[:, :-1].numpy().T + theta[:, -1].numpy()
+    per_class = auroc(np.where(fit[:, None], np.nan, labels), scores)
+    two_sided = [len(np.unique(labels[fit & ~np.isnan(labels[:, k]), k])) == 2 for k in range(labels.shape[1])]
+    per_class[~np.array(two_sided, dtype=bool)] = np.nan
+    return float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
 
 
 def feature_std(features: torch.Tensor) -> float:
@@ -89,22 +91,18 @@ class OnlineMonitor(Callback):
     def __init__(self, cache: Cache, cfg: MonitorConfig, image_size: int, seed: int = 0) -> None:
         self.cfg = cfg
         self.data = select_probe_data(cache, cfg, seed)
-        self.view_fn = make_view_fn([eval_view(image_size)])
+        self.image_size = image_size
         if self.data is None:
             log.warning("online monitor: fewer than 8 rows in splits %s; monitor off", cfg.splits)
 
-    @torch.no_grad()
     def encode(self, encoder: torch.nn.Module, device: torch.device) -> torch.Tensor:
+        """Features of the monitor images with the evaluation view; the encoder's train/eval mode is restored."""
         assert self.data is not None
         was_training = encoder.training
-        encoder.eval()
-        out = []
-        for images, rows in zip(
-            self.data.images.split(self.cfg.batch_size), self.data.rows.split(self.cfg.batch_size), strict=True
-        ):
-            out.append(encoder(self.view_fn(images.to(device), rows)[0]).float().cpu())
+        feats = extract_features(encoder, self.data.images.numpy(), self.image_size, device, self.cfg.batch_size,
+                                 desc="monitor")
         encoder.train(was_training)
-        return torch.cat(out)
+        return torch.from_numpy(feats)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.data is None or not trainer.is_global_zero or (trainer.current_epoch + 1) % self.cfg.every_n_epochs:

@@ -110,16 +110,22 @@ class PretrainModule(pl.LightningModule):
         self.total_steps, self.warmup_steps = total_steps, warmup_steps
         self.view_fn = make_view_fn(method.views)
         self.last_loss = torch.tensor(float("nan"))
+        if cfg.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.method.on_step_start(self.global_step, self.total_steps)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def step_loss(self, batch: tuple[torch.Tensor, ...], epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Views of a raw batch (seeded per sample and epoch), then the method's loss: the work of one step."""
         images, indices, labels = batch
-        views = self.view_fn(images, seeds_for(indices, self.current_epoch, self.cfg.seed))
+        views = self.view_fn(images, seeds_for(indices, epoch, self.cfg.seed))
         if self.cfg.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        loss, logs = self.method.loss(views, labels)
+        return self.method.loss(views, labels)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        loss, logs = self.step_loss(batch, self.current_epoch)
         if self.global_step % self.cfg.log_every_n_steps == 0 and not torch.isfinite(loss):  # a sync: not every step
             raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower lr or check the data")
         self.log("train/loss", loss, prog_bar=True)
@@ -295,8 +301,6 @@ def pretrain(
     encoder = create_encoder(cfg.backbone, in_chans=1, weights=cfg.weights)
     pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets)
     module = PretrainModule(pl_method, cfg, total_steps, warmup_steps)
-    if cfg.channels_last:
-        module = module.to(memory_format=torch.channels_last)
     trainer = build_trainer(cfg, run_dir, [*build_callbacks(cfg, run_dir, datamodule), *callbacks])
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from cxrl.evaluate.metrics import auroc
-from cxrl.evaluate.probe import batched_lbfgs, fit_linear_probe, fit_logistic
+from cxrl.evaluate.probe import Curvature, _Objective, batched_lbfgs, fit_linear_probe, fit_logistic
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,3 +71,37 @@ def test_regularization_is_chosen_per_class_on_validation():
     assert probe.valid_auroc.shape == (3, 2)
     best = np.argmax(probe.valid_auroc, axis=0)
     np.testing.assert_array_equal(probe.C, np.asarray(grid)[best])
+
+
+def test_curvature_pairs_follow_a_change_of_ridge_exactly():
+    """``add_ridge`` turns pairs gathered at one ridge into the pairs the new ridge would have produced."""
+    x, y = _linear_data(n=200, d=6, k=2, missing=0.0)
+    objective = _Objective(torch.as_tensor((x - x.mean(0)) / x.std(0)), torch.as_tensor(y))
+    rng = torch.Generator().manual_seed(0)
+    points = [torch.randn(2, 7, generator=rng) * 0.3 for _ in range(4)]
+
+    def pairs_at(C):
+        objective.set_C(C)
+        memory = Curvature.empty(3, points[0])
+        for a, b in zip(points, points[1:], strict=False):
+            memory.push(b - a, objective(b)[1] - objective(a)[1])
+        return memory
+
+    old_C, new_C = torch.tensor([0.01, 1.0]), torch.tensor([1.0, 0.1])
+    shifted, old_ridge = pairs_at(old_C), objective.ridge
+    fresh = pairs_at(new_C)
+    assert not torch.allclose(shifted.y, fresh.y)
+    shifted.add_ridge(objective.ridge - old_ridge, objective.penalized)
+    torch.testing.assert_close(shifted.y, fresh.y)
+    torch.testing.assert_close(shifted.rho, fresh.rho)
+
+
+def test_grid_walk_with_carried_curvature_matches_cold_fits():
+    """Warm starts, reused curvature and the remembered data term change the work, not the answer."""
+    x, y = _linear_data(n=500, d=30, k=3, seed=4)
+    grid = (1e-3, 1e-1, 10.0)
+    probe = fit_linear_probe(x[:400], y[:400], x[400:], y[400:], c_grid=grid, device="cpu", tol=1e-6)
+    xt = torch.as_tensor((x[:400] - probe.mean) / probe.scale)
+    cold = fit_logistic(xt, torch.as_tensor(y[:400]), C=torch.as_tensor(probe.C, dtype=torch.float32), tol=1e-6)
+    np.testing.assert_allclose(probe.weight, cold[:, :-1].numpy(), atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(probe.bias, cold[:, -1].numpy(), atol=2e-3, rtol=2e-3)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from cxrl.evaluate.metrics import auroc
 
 DEFAULT_C_GRID: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+HISTORY = 10  # L-BFGS curvature pairs kept per class
 
 
 @dataclass
@@ -61,6 +62,10 @@ class _Objective:
         self.penalized[-1] = 0
         self.ridge = torch.zeros_like(self.n)
         self.last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def zeros(self) -> torch.Tensor:
+        """Parameters ``(K, d + 1)`` of zeros, bias last."""
+        return self.x.new_zeros(self.y.shape[1], self.x.shape[1])
 
     def set_C(self, C: float | torch.Tensor) -> None:
         """Regularization per class (scikit-learn's ``C``); the bias column is not penalized."""
@@ -136,23 +141,31 @@ class Curvature:
 
     def push(self, s: torch.Tensor, y: torch.Tensor) -> None:
         slot = self.pairs % len(self.rho)
-        sy = _dot(s, y)
-        ok = sy > 1e-10
         self.s[slot], self.y[slot] = s, y
-        self.rho[slot] = torch.where(ok, 1 / sy.clamp_min(1e-10), torch.zeros_like(sy))
-        self.gamma = torch.where(ok, sy / _dot(y, y).clamp_min(1e-20), self.gamma)
+        self.rho[slot] = _inverse_curvature(s, y)
+        self._update_gamma(slot)
         self.pairs += 1
 
     def add_ridge(self, delta: torch.Tensor, penalized: torch.Tensor) -> None:
-        """The objective gained ``delta_k ||w_k||^2 / 2`` per class: every ``y`` gains ``delta_k s_w`` exactly."""
+        """The objective gained ``delta_k ||w_k||^2 / 2`` per class: every ``y`` gains ``delta_k s_w`` exactly, so
+        ``rho`` and ``gamma`` are recomputed from the shifted pairs (a pair rejected when pushed stays rejected)."""
         self.y += delta[None, :, None] * self.s * penalized
-        sy = _dot(self.s, self.y)
-        self.rho = torch.where((sy > 1e-10) & (self.rho > 0), 1 / sy.clamp_min(1e-10), torch.zeros_like(sy))
+        self.rho = torch.where(self.rho > 0, _inverse_curvature(self.s, self.y), torch.zeros_like(self.rho))
+        for slot in reversed(self._newest_first()):
+            self._update_gamma(slot)
+
+    def _update_gamma(self, slot: int) -> None:
+        """``gamma = s.y / y.y`` (eq. 7.20) from pair ``slot``, for the classes where it has positive curvature."""
+        yy = _dot(self.y[slot], self.y[slot])
+        self.gamma = torch.where(self.rho[slot] > 0, 1 / (self.rho[slot] * yy).clamp_min(1e-20), self.gamma)
+
+    def _newest_first(self) -> list[int]:
+        history = len(self.rho)
+        return [(self.pairs - 1 - j) % history for j in range(min(self.pairs, history))]
 
     def apply(self, grad: torch.Tensor, precondition=None) -> torch.Tensor:
         """``H_k grad_k`` for every class from the stored pairs (two-loop recursion, Alg. 7.4), newest first."""
-        history = len(self.rho)
-        slots = [(self.pairs - 1 - j) % history for j in range(min(self.pairs, history))]
+        slots = self._newest_first()
         q = grad.clone()
         alphas = []
         for i in slots:
@@ -170,12 +183,18 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1)
 
 
+def _inverse_curvature(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``rho = 1 / s.y`` where the pair has positive curvature (``s.y > 1e-10``), else 0."""
+    sy = _dot(s, y)
+    return torch.where(sy > 1e-10, 1 / sy.clamp_min(1e-10), torch.zeros_like(sy))
+
+
 def batched_lbfgs(
     objective,
     theta: torch.Tensor,
     max_iter: int = 500,
     tol: float = 1e-4,
-    history: int = 10,
+    history: int = HISTORY,
     precondition=None,
     memory: Curvature | None = None,
 ) -> tuple[torch.Tensor, int]:
@@ -256,7 +275,7 @@ def _solve(
     if memory is not None:
         memory.add_ridge(objective.ridge - previous_ridge, objective.penalized)
     if init is None:
-        theta = objective.x.new_zeros(objective.y.shape[1], objective.x.shape[1])
+        theta = objective.zeros()
         prevalence = ((objective.y * objective.mask).sum(0) / objective.n).clamp(1e-4, 1 - 1e-4)
         theta[:, -1] = torch.logit(prevalence)
     else:
@@ -295,7 +314,7 @@ def fit_linear_probe(
     grid = sorted(c_grid)
     thetas, scores = [], np.full((len(grid), train_y.shape[1]), np.nan)
     theta, spectrum, objective = None, Spectrum.of(x), _Objective(x, y)
-    memory = Curvature.empty(10, objective.x.new_zeros(y.shape[1], objective.x.shape[1]))
+    memory = Curvature.empty(HISTORY, objective.zeros())
     for g, C in enumerate(grid):
         theta = _solve(objective, C, theta, spectrum, max_iter, tol, memory)
         thetas.append(theta)

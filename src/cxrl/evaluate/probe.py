@@ -58,6 +58,7 @@ class _Objective:
         self.mask = (~torch.isnan(y)).to(x.dtype)
         self.y = torch.nan_to_num(y, nan=0.0)
         self.n = self.mask.sum(0).clamp_min(1)
+        self.prevalence = (self.y * self.mask).sum(0) / self.n  # of the observed labels, per class
         self.penalized = torch.ones(self.x.shape[1], dtype=x.dtype, device=x.device)
         self.penalized[-1] = 0
         self.ridge = torch.zeros_like(self.n)
@@ -109,8 +110,7 @@ def _preconditioner(spectrum: Spectrum, objective: _Objective):
     ``p(1 - p)`` frozen at the label prevalence ``c_k = p_k (1 - p_k)``, inverted in the eigenbasis (the bias
     decouples because the features are centred). It replaces L-BFGS's scalar ``gamma I`` as initial inverse Hessian,
     which takes poorly conditioned (correlated) features from tens of iterations to a handful."""
-    prevalence = (objective.y * objective.mask).sum(0) / objective.n
-    c = (prevalence * (1 - prevalence)).clamp_min(1e-3)
+    c = (objective.prevalence * (1 - objective.prevalence)).clamp_min(1e-3)
     inverse = 1 / (c[:, None] * spectrum.values + objective.ridge[:, None])
     v = spectrum.vectors
 
@@ -276,8 +276,7 @@ def _solve(
         memory.add_ridge(objective.ridge - previous_ridge, objective.penalized)
     if init is None:
         theta = objective.zeros()
-        prevalence = ((objective.y * objective.mask).sum(0) / objective.n).clamp(1e-4, 1 - 1e-4)
-        theta[:, -1] = torch.logit(prevalence)
+        theta[:, -1] = torch.logit(objective.prevalence.clamp(1e-4, 1 - 1e-4))
     else:
         theta = init.clone()
     precondition = _preconditioner(spectrum, objective)

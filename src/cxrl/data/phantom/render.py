@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -22,6 +21,7 @@ from cxrl.data.phantom import findings as paint
 from cxrl.data.phantom.acquisition import Acquisition, expose, project
 from cxrl.data.phantom.anatomy import draw_anatomy, grid
 from cxrl.data.phantom.sampling import FINDINGS, OPACITIES, ImageSpec
+from cxrl.data.phantom.textures import white_noise
 from cxrl.data.rle import encode_rle
 
 MASK_BITS: tuple[str, ...] = FINDINGS
@@ -43,16 +43,6 @@ class Rendering:
         """``{finding: RLE}`` of every drawn finding (Kaggle "absolute" RLE, see ``cxrl.data.rle``)."""
         return json.dumps({name: encode_rle((self.mask >> bit) & 1, relative=False)
                            for bit, name in enumerate(MASK_BITS) if ((self.mask >> bit) & 1).any()})
-
-
-@lru_cache(maxsize=2)
-def _white_noise(size: int) -> np.ndarray:
-    return np.random.default_rng(54321).standard_normal((2 * size, 2 * size)).astype(np.float32)
-
-
-def _noise(size: int, rng: np.random.Generator) -> np.ndarray:
-    oy, ox = rng.integers(0, size, 2)
-    return _white_noise(size)[oy : oy + size, ox : ox + size]
 
 
 def _mediastinum_mask(geo, width: float) -> np.ndarray:
@@ -105,7 +95,7 @@ def render(spec: ImageSpec, size: int = 256, seed: int = 0, findings: bool = Tru
         if name in masks:
             packed |= (masks[name] > 0.5).astype(np.uint16) << bit
     att, packed = project(att, packed, acq)
-    return Rendering(expose(att, acq, rng_acq, _noise(size, rng_acq)), packed, boxes_from_mask(packed))
+    return Rendering(expose(att, acq, rng_acq, white_noise(size, rng_acq)), packed, boxes_from_mask(packed))
 
 
 def boxes_from_mask(packed: np.ndarray) -> list[dict]:

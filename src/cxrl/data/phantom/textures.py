@@ -1,4 +1,4 @@
-"""Precomputed noise banks: generated once per process, then randomly cropped and flipped per image."""
+"""Precomputed noise banks: generated once per process, then randomly cropped (and flipped) per image."""
 
 from __future__ import annotations
 
@@ -10,19 +10,33 @@ import numpy as np
 
 @lru_cache(maxsize=2)
 def texture_bank(size: int) -> np.ndarray:
-    """Four smooth noise fields (2*size square, zero mean, unit sd), generated once per process."""
+    """Three smooth noise fields (2*size square, zero mean, unit sd), generated once per process."""
     rng = np.random.default_rng(12345)
     fields = []
-    for sigma in (0.012, 0.02, 0.03, 0.05):
+    for sigma in (0.012, 0.02, 0.03):
         f = cv2.GaussianBlur(rng.standard_normal((2 * size, 2 * size)).astype(np.float32), (0, 0), sigma * size)
         fields.append((f - f.mean()) / f.std())
     return np.stack(fields)
 
 
-def texture(size: int, rng: np.random.Generator, scale: int | None = None) -> np.ndarray:
-    """A random crop (and flip) of a bank field: cheap, seeded, varied."""
-    bank = texture_bank(size)
-    k = int(rng.integers(len(bank))) if scale is None else scale
+@lru_cache(maxsize=2)
+def white_noise_bank(size: int) -> np.ndarray:
+    """One white noise field (2*size square, unit sd), generated once per process."""
+    return np.random.default_rng(54321).standard_normal((2 * size, 2 * size)).astype(np.float32)
+
+
+def crop(field: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``size`` square of a 2*size ``field`` (a view, not a copy)."""
     oy, ox = rng.integers(0, size, 2)
-    crop = bank[k, oy : oy + size, ox : ox + size]
-    return crop[:, ::-1] if rng.random() < 0.5 else crop
+    return field[oy : oy + size, ox : ox + size]
+
+
+def texture(size: int, rng: np.random.Generator, scale: int) -> np.ndarray:
+    """A random crop (and flip) of bank field ``scale`` (0 fine to 2 coarse): cheap, seeded, varied."""
+    field = crop(texture_bank(size)[scale], size, rng)
+    return field[:, ::-1] if rng.random() < 0.5 else field
+
+
+def white_noise(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of the white noise bank (the detector noise)."""
+    return crop(white_noise_bank(size), size, rng)

@@ -70,6 +70,14 @@ class Geometry:
     ribs: np.ndarray  # posterior rib centre lines (ribs, points, xy), right side first
     rib_width: float
 
+    def wall_x(self, side: int) -> float:
+        """Inner chest wall x of ``side`` (+1 patient's right, -1 left)."""
+        return self.wall[0] if side > 0 else self.wall[1]
+
+    def dome_y(self, side: int) -> float:
+        """Hemidiaphragm dome height of ``side`` (+1 patient's right, -1 left)."""
+        return self.dome[0] if side > 0 else self.dome[1]
+
 
 def lung_outline(g: Anatomy, side: int, mid: float, dome: float, mediastinum: float) -> np.ndarray:
     """Polygon of one lung; ``side`` +1 = patient's right (image left)."""
@@ -180,14 +188,13 @@ def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Ge
 def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: float = 1.0,
                  mediastinum_scale: float = 1.0, inspiration: float = 0.0) -> tuple[np.ndarray, Geometry, dict]:
     """Attenuation map of a normal chest, its geometry, and named layers findings may reuse."""
-    x, y = grid(size)
     mid = 0.5
     dome = (g.diaphragm + inspiration, g.diaphragm + inspiration + 0.025)
     hila = ((mid - 0.09, dome[0] - 0.27), (mid + 0.085, dome[0] - 0.26))
     soft, depth, fade = smooth_fields(g, size, mid, dome[0], hila[0][1])
     lungs = np.zeros((size, size), np.float32)
-    for side in (1, -1):
-        fill(lungs, lung_outline(g, side, mid, dome[0] if side > 0 else dome[1], g.mediastinum * mediastinum_scale))
+    for side, side_dome in zip((1, -1), dome, strict=True):
+        fill(lungs, lung_outline(g, side, mid, side_dome, g.mediastinum * mediastinum_scale))
     lungs = cv2.GaussianBlur(lungs, (0, 0), size * 0.005)
     heart_hw = g.heart_ratio * g.thorax_half_width * heart_scale
     heart = (mid + 0.3 * heart_hw, dome[0] - 0.1, heart_hw, 0.11 + 0.3 * heart_hw)
@@ -213,5 +220,5 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
     )
     attenuation = soft + 0.06 * heart_layer - 0.5 * air + 0.2 * vessels
     attenuation += 0.1 * bones * (0.3 + 0.7 * lungs)
-    layers = {"air": air, "vessels": vessels, "heart": heart_layer, "soft": soft}
+    layers = {"vessels": vessels, "heart": heart_layer}
     return attenuation.astype(np.float32), geometry, layers

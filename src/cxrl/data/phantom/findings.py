@@ -27,20 +27,26 @@ def side_region(geo: Geometry, side: int) -> np.ndarray:
     return geo.lungs * (geo.sides == side)
 
 
+def _lung_distance(geo: Geometry, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """One lung's binary mask (uint8) and each pixel's distance to its edge, in fractions of the image."""
+    lung = (side_region(geo, side) > 0.5).astype(np.uint8)
+    return lung, cv2.distanceTransform(lung, cv2.DIST_L2, 3) / geo.size
+
+
 def effusion(att, geo: Geometry, layers, f: Finding, rng, supine: bool = False) -> np.ndarray:
     """Blunted costophrenic angle rising to a meniscus; supine: a graded veil over the hemithorax."""
     x, y = grid(geo.size)
     a = AMOUNT[f.severity]
     mask = np.zeros_like(att)
     for side in SIDE_SIGN[f.side]:
-        dome = geo.dome[0] if side > 0 else geo.dome[1]
+        dome = geo.dome_y(side)
         hemi = side_region(geo, side)
         if supine:
             level = dome - 0.1 - 0.25 * a
             region = hemi * np.clip((y - level) / 0.2, 0, 1)
             att += (0.18 + 0.2 * a) * region
         else:
-            wall = geo.wall[0] if side > 0 else geo.wall[1]
+            wall = geo.wall_x(side)
             lateral = np.clip(1 - np.abs(x - wall) / 0.25, 0, 1)
             level = dome - 0.02 - (0.05 + 0.25 * a) + (0.07 + 0.05 * a) * (1 - lateral) ** 1.5
             region = hemi * np.clip((y - level) / 0.03, 0, 1)
@@ -53,9 +59,8 @@ def pneumothorax(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     """Apical/lateral air beyond a thin visceral pleural line; the collapsed lung keeps its markings."""
     x, y = grid(geo.size)
     side = SIDE_SIGN[f.side][0]
-    lung = (side_region(geo, side) > 0.5).astype(np.uint8)
-    dist = cv2.distanceTransform(lung, cv2.DIST_L2, 3) / geo.size
-    wall = geo.wall[0] if side > 0 else geo.wall[1]
+    lung, dist = _lung_distance(geo, side)
+    wall = geo.wall_x(side)
     hilum_y = geo.hila[0][1]
     reach = (0.025 + 0.07 * AMOUNT[f.severity]) * np.clip(
         1.2 - np.abs(x - wall) / 0.3 - np.clip((y - hilum_y) / 0.35, 0, 1), 0, 1
@@ -73,9 +78,9 @@ def _patch(geo: Geometry, f: Finding, rng, spread: float, threshold: float) -> n
     x, y = grid(geo.size)
     out = np.zeros((geo.size, geo.size), np.float32)
     for side in SIDE_SIGN[f.side]:
-        wall = geo.wall[0] if side > 0 else geo.wall[1]
+        wall = geo.wall_x(side)
         cx = geo.mid + (wall - geo.mid) * rng.uniform(0.45, 0.75)
-        top, bottom = geo.apex + 0.05, (geo.dome[0] if side > 0 else geo.dome[1]) - 0.03
+        top, bottom = geo.apex + 0.05, geo.dome_y(side) - 0.03
         cy = top + (bottom - top) * ZONE_Y[f.zone] + rng.normal(0, 0.02)
         r = spread * (0.6 + 0.6 * AMOUNT[f.severity])
         blob = np.exp(-(((x - cx) / r) ** 2 + ((y - cy) / (0.8 * r)) ** 2))
@@ -124,8 +129,8 @@ def edema(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     att += (0.12 + 0.15 * a) * haze + 0.3 * cv2.GaussianBlur(layers["vessels"], (0, 0), geo.size * 0.006)
     lines = np.zeros_like(att)
     for side in (1, -1):
-        wall = geo.wall[0] if side > 0 else geo.wall[1]
-        dome = geo.dome[0] if side > 0 else geo.dome[1]
+        wall = geo.wall_x(side)
+        dome = geo.dome_y(side)
         for _ in range(3 + int(4 * a)):
             yy = dome - rng.uniform(0.01, 0.12)
             x0 = wall + side * rng.uniform(0.005, 0.02)
@@ -138,8 +143,8 @@ def atelectasis(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     """Plate-like (discoid) bands at the bases; severe: retrocardiac lower-lobe collapse."""
     bands = np.zeros_like(att)
     for side in SIDE_SIGN[f.side]:
-        wall = geo.wall[0] if side > 0 else geo.wall[1]
-        dome = geo.dome[0] if side > 0 else geo.dome[1]
+        wall = geo.wall_x(side)
+        dome = geo.dome_y(side)
         for _ in range(1 + int(2 * AMOUNT[f.severity])):
             yy = dome - rng.uniform(0.06, 0.16)
             x0 = geo.mid + (wall - geo.mid) * rng.uniform(0.25, 0.45)
@@ -159,9 +164,8 @@ def lung_lesion(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     mask = np.zeros_like(att)
     count = 1 if f.severity != "mild" else int(rng.integers(1, 4))
     radius = {"mild": 0.022, "moderate": 0.035, "severe": 0.065}[f.severity]
-    side = SIDE_SIGN[f.side][0]
+    wall = geo.wall_x(SIDE_SIGN[f.side][0])
     for _ in range(count):
-        wall = geo.wall[0] if side > 0 else geo.wall[1]
         cx = geo.mid + (wall - geo.mid) * rng.uniform(0.4, 0.75)
         cy = geo.apex + rng.uniform(0.1, 0.4)
         ellipse(mask, (cx, cy), (radius * rng.uniform(0.9, 1.1), radius * rng.uniform(0.9, 1.1)), rng.uniform(0, 180))
@@ -172,10 +176,9 @@ def lung_lesion(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
 def pleural_other(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     """Pleural thickening along the lateral wall, with bright calcified plaques."""
     side = SIDE_SIGN[f.side][0]
-    lung = (side_region(geo, side) > 0.5).astype(np.uint8)
-    dist = cv2.distanceTransform(lung, cv2.DIST_L2, 3) / geo.size
+    lung, dist = _lung_distance(geo, side)
     x, y = grid(geo.size)
-    wall = geo.wall[0] if side > 0 else geo.wall[1]
+    wall = geo.wall_x(side)
     lateral = np.abs(x - wall) < 0.12
     band = ((dist < 0.012 + 0.012 * AMOUNT[f.severity]) & (lung > 0) & lateral & (y > geo.apex + 0.12)).astype(
         np.float32

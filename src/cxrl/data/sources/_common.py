@@ -206,8 +206,16 @@ def index_images(folders: Iterable[Path], suffixes: tuple[str, ...]) -> dict[str
 
 
 def paths_under(root: Path, relative: pd.Series) -> pd.Series:
-    """Absolute ``image_path`` strings: ``root`` joined with each relative path (vectorized)."""
-    return root.as_posix() + "/" + relative.astype(str)
+    """Absolute ``image_path`` strings: ``root`` joined with each relative path (vectorized; the dtype follows
+    ``relative``)."""
+    return root.as_posix() + "/" + relative
+
+
+def found_or_default(names: pd.Series, found: dict[str, Path], default: pd.Series) -> pd.Series:
+    """The path ``found`` for each file name in ``names`` (see :func:`index_images`), else its ``default`` path."""
+    if not found:
+        return default  # mapping onto an empty dict would turn the strings into an object column
+    return names.map({name: path.as_posix() for name, path in found.items()}).fillna(default)
 
 
 def extract(series: pd.Series, pattern: str) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrl.data.sources._common import Skipped, load_split_files, read_text
+from cxrl.data.sources._common import Skipped, load_split_files, paths_under, read_text
 
 FILES = {"train.txt": "train", "val.txt": "valid", "test.txt": "test"}
 COVID = {"positive": 1.0, "negative": 0.0, "covid-19": 1.0, "pneumonia": 0.0, "normal": 0.0}
@@ -46,7 +46,7 @@ def read_list(path: Path, split: str, image_dir: Path, skipped: Skipped) -> pd.D
     label = table["label_raw"].str.lower()
     return pd.DataFrame(
         {
-            "image_path": image_dir.as_posix() + "/" + table["file"],
+            "image_path": paths_under(image_dir, table["file"]),
             "patient_id": table["source"] + "/" + table["patient"],
             "study_id": table["file"],
             "split": split,

@@ -19,7 +19,9 @@ from cxrl.data.sources._common import (
     boxes_json,
     csv_lines,
     find_file,
+    found_or_default,
     index_images,
+    paths_under,
     read_csv,
     read_text,
     require_columns,
@@ -144,7 +146,4 @@ def image_paths(root: Path, names: pd.Series) -> pd.Series:
     exist, else ``root/images/<name>`` (records never need the images)."""
     found = {p.name: p for p in root.glob("*.png")}
     found.update(index_images([root / "images", *sorted(root.glob("images_*"))], (".png",)))
-    default = (root / "images").as_posix() + "/" + names
-    if not found:
-        return default
-    return names.map({name: p.as_posix() for name, p in found.items()}).fillna(default)
+    return found_or_default(names, found, paths_under(root / "images", names))

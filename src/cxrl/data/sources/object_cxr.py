@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from cxrl.data.sources._common import Skipped, csv_lines, load_split_files, read_csv
+from cxrl.data.sources._common import Skipped, csv_lines, load_split_files, paths_under, read_csv
 from cxrl.errors import DataError
 
 FILES = {"train.csv": "train", "dev.csv": "valid"}
@@ -45,11 +45,12 @@ def read_split(path: Path, split: str, image_dir: Path, skipped: Skipped) -> pd.
             skipped.add(path, int(line), f"annotation {text[:60]!r}: {err}")
     table = table.iloc[keep]
     names = table[name_column].str.strip().str.rsplit("/", n=1).str[-1]
+    stems = names.str.rsplit(".", n=1).str[0]
     return pd.DataFrame(
         {
-            "image_path": image_dir.as_posix() + "/" + names,
-            "patient_id": names.str.rsplit(".", n=1).str[0],
-            "study_id": names.str.rsplit(".", n=1).str[0],
+            "image_path": paths_under(image_dir, names),
+            "patient_id": stems,
+            "study_id": stems,
             "split": split,
             "foreign_object": (table["annotation"].str.strip() != "").astype("float32"),
             "boxes": boxes,

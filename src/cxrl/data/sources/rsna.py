@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxrl.data.sources._common import Skipped, boxes_json, csv_lines, find_file, read_csv, require_columns, require_file
+from cxrl.data.sources._common import (
+    Skipped,
+    boxes_json,
+    csv_lines,
+    find_file,
+    paths_under,
+    read_csv,
+    require_columns,
+    require_file,
+)
 from cxrl.errors import ConfigError
 
 LABELS = "stage_2_train_labels.csv"
@@ -39,7 +48,7 @@ def load(root: Path, extension: str = ".dcm") -> pd.DataFrame:
     boxes = boxes_json(boxed["patientId"], boxed.assign(label=POSITIVE_LABEL)[["label", "x", "y", "w", "h"]])
     frame = pd.DataFrame(
         {
-            "image_path": (root / IMAGE_DIR).as_posix() + "/" + ids + extension,
+            "image_path": paths_under(root / IMAGE_DIR, ids + extension),
             "patient_id": ids,
             "study_id": ids,
             "split": None,

@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 
 from cxrl.data import rle
-from cxrl.data.sources._common import Skipped, csv_lines, find_file, index_images, read_csv, require_columns
+from cxrl.data.sources._common import (
+    Skipped,
+    csv_lines,
+    find_file,
+    found_or_default,
+    index_images,
+    paths_under,
+    read_csv,
+    require_columns,
+)
 from cxrl.errors import DataError
 
 FILES: dict[str, str] = {"train-rle.csv": rle.RELATIVE, "stage_2_train.csv": rle.ABSOLUTE}
@@ -67,9 +76,5 @@ def read_rle_table(path: Path, skipped: Skipped) -> pd.DataFrame:
 
 def image_paths(root: Path, ids: pd.Series) -> pd.Series:
     """Path of each ImageId's DICOM: found by walking ``dicom-images-train`` when it exists, else the flat default."""
-    found = index_images([root / IMAGE_DIR], (".dcm",))
-    default = (root / IMAGE_DIR).as_posix() + "/" + ids + ".dcm"
-    if not found:
-        return default
-    located = (ids + ".dcm").map({name: p.as_posix() for name, p in found.items()})
-    return located.fillna(default)
+    names = ids + ".dcm"
+    return found_or_default(names, index_images([root / IMAGE_DIR], (".dcm",)), paths_under(root / IMAGE_DIR, names))

@@ -23,6 +23,7 @@ from cxrl.data.sources._common import (
     boxes_json,
     csv_lines,
     group_lists,
+    paths_under,
     read_csv,
     require_columns,
     require_file,
@@ -62,7 +63,7 @@ def load(root: Path, extension: str = ".dicom") -> pd.DataFrame:
     readers = {key: ",".join(sorted(set(ids))) for key, ids in group_lists(rows["image_id"], rows["rad_id"]).items()}
     frame = pd.DataFrame(
         {
-            "image_path": (root / IMAGE_DIR).as_posix() + "/" + ids + extension,
+            "image_path": paths_under(root / IMAGE_DIR, ids + extension),
             "patient_id": ids,
             "study_id": ids,
             "split": None,

@@ -13,10 +13,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from cxrl.data.phantom import plan_dataset, render  # noqa: E402
-from cxrl.data.phantom.report import write_report  # noqa: E402
+from cxrl.data.phantom.report import dataset_report  # noqa: E402
 
 SHORT = {"Enlarged Cardiomediastinum": "EnlCM", "Pleural Effusion": "Effusion", "Support Devices": "Devices",
          "Pleural Other": "PleuralOther", "Lung Opacity": "Opacity", "Lung Lesion": "Lesion"}
@@ -39,10 +38,10 @@ def main() -> None:
     args = parser.parse_args()
     specs = plan_dataset(300, seed=args.seed)
     firsts = [s for s in specs if s.study == 1]
-    picked = firsts[:11] + [next(s for s in firsts[11:] if not any(k != "Support Devices" for k in s.findings))]
+    picked = firsts[:11] + [next(s for s in firsts[11:] if s.true_labels()["No Finding"] == 1)]
     fig, axes = plt.subplots(3, 4, figsize=(16, 14.5))
     for ax, spec in zip(axes.flat, picked, strict=True):
-        spec.report = write_report(spec, np.random.default_rng([args.seed, spec.index, 3]))
+        spec.report = dataset_report(spec, args.seed)
         ax.imshow(render(spec, args.size, args.seed).image, cmap="gray", vmin=0, vmax=255)
         ax.set_title(_caption(spec), fontsize=9, loc="left")
         ax.axis("off")

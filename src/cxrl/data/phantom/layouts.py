@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
 from cxrl.data.phantom.render import MASK_BITS, render
-from cxrl.data.phantom.report import write_report
+from cxrl.data.phantom.report import dataset_report, exam_description
 from cxrl.data.phantom.sampling import ImageSpec, plan_dataset
 from cxrl.data.rle import decode_rle
 from cxrl.errors import ConfigError, DataError
@@ -118,7 +118,7 @@ def _mimic_tables(root: Path, specs: list[ImageSpec], ids, size: int, seed: int)
     base = {p: 21000000 + int(rng.integers(0, 90)) * 10000 + 101 for p in {s.patient for s in specs}}
     meta, split, labels = [], [], []
     for spec, sub, st, dicom in zip(specs, subjects, studies, dicoms, strict=True):
-        exam = "CHEST (PORTABLE AP)" if spec.view == "AP" else "CHEST (PA AND LAT)"
+        exam = exam_description(spec.view)
         meta.append({
             "dicom_id": dicom, "subject_id": sub, "study_id": st, "PerformedProcedureStepDescription": exam,
             "ViewPosition": spec.view, "Rows": size, "Columns": size,
@@ -183,7 +183,7 @@ def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexp
     mimic = layout == "mimic"
     specs = plan_dataset(n, seed, patients, valid_fraction=0.05 if mimic else 0.07, test_fraction=0.05 * mimic)
     for spec in specs:
-        spec.report = write_report(spec, np.random.default_rng([seed, spec.index, 3]))
+        spec.report = dataset_report(spec, seed)
     ids = _mimic_ids(specs, seed) if mimic else None
     paths = _mimic_paths(*ids) if mimic else _chexpert_paths(specs)
     jobs = [Job(s, p) for s, p in zip(specs, paths, strict=True)]

@@ -88,7 +88,12 @@ def negative_sentence(names: list[str], rng: np.random.Generator) -> str:
     return str(rng.choice([f"No {joined}.", f"There is no {joined}."]))
 
 
-def _change(name: str, f: Finding, prior: dict[str, Finding] | None, rng) -> str:
+def exam_description(view: str) -> str:
+    """The study's procedure description (MIMIC metadata and report header) for a frontal ``view``."""
+    return "CHEST (PORTABLE AP)" if view == "AP" else "CHEST (PA AND LAT)"
+
+
+def _change(name: str, f: Finding, prior: dict[str, Finding] | None) -> str:
     if prior is None:
         return ""
     if name not in prior:
@@ -108,7 +113,7 @@ def write_report(spec: ImageSpec, rng: np.random.Generator) -> str:
         if state == "positive" and name == "Support Devices":
             findings += [DEVICE_SENTENCES[d].format(n=int(rng.integers(3, 6))) for d in spec.anatomy.devices]
         elif state == "positive":
-            sentence = positive_sentence(name, f, rng) + _change(name, f, spec.prior, rng)
+            sentence = positive_sentence(name, f, rng) + _change(name, f, spec.prior)
             findings.append(sentence)
             impression.append(sentence)
         elif state == "uncertain":
@@ -121,11 +126,10 @@ def write_report(spec: ImageSpec, rng: np.random.Generator) -> str:
         findings.append(negative_sentence(negated, rng))
     if not impression:
         impression.append("No acute cardiopulmonary process.")
-    exam = f"CHEST (PORTABLE {spec.view})" if spec.view == "AP" else "CHEST (PA AND LAT)"
     comparison = "___" if spec.prior is not None else "None."
     body = [
         "                                 FINAL REPORT",
-        f" EXAMINATION:  {exam}",
+        f" EXAMINATION:  {exam_description(spec.view)}",
         "",
         f" INDICATION:  ___ year old {'woman' if spec.sex == 'Female' else 'man'} with "
         + str(rng.choice(["shortness of breath", "fever", "line placement", "chest pain", "hypoxia"]))
@@ -139,6 +143,11 @@ def write_report(spec: ImageSpec, rng: np.random.Generator) -> str:
     ]
     lines = [part for line in body for part in (textwrap.wrap(line, 79, subsequent_indent=" ") or [""])]
     return "\n".join(lines) + "\n"
+
+
+def dataset_report(spec: ImageSpec, seed: int) -> str:
+    """The report ``write_dataset`` gives ``spec``: ``write_report`` from the ``(seed, image, 3)`` stream."""
+    return write_report(spec, np.random.default_rng([seed, spec.index, 3]))
 
 
 def _section(title: str, sentences: list[str]) -> list[str]:

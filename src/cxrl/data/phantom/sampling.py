@@ -65,13 +65,17 @@ class ImageSpec:
     split: str
     view: str
     supine: bool
-    sex: str
     age: int
     anatomy: Anatomy
     findings: dict[str, Finding]
     mentions: dict[str, str]
     prior: dict[str, Finding] | None = None
     report: str = field(default="", repr=False)
+
+    @property
+    def sex(self) -> str:
+        """'Female' or 'Male', from the anatomy."""
+        return "Female" if self.anatomy.female else "Male"
 
     def csv_labels(self) -> dict[str, float]:
         """Report-derived labels: 1 positive, 0 negated, -1 hedged, NaN not mentioned (CheXpert coding)."""
@@ -94,10 +98,9 @@ def load_stats() -> dict:
 
 
 class LabelSampler:
-    """Draws label-state patterns with their real frequencies."""
+    """Draws label-state patterns with their real frequencies (``stats`` as from ``load_stats``)."""
 
-    def __init__(self, stats: dict | None = None):
-        stats = stats or load_stats()
+    def __init__(self, stats: dict) -> None:
         order = [stats["findings"].index(name) for name in FINDINGS]
         codes = list(stats["patterns"])
         self.patterns = np.array([[c[i] for i in order] for c in codes])
@@ -214,7 +217,7 @@ def plan_dataset(n: int, seed: int = 0, patients: int | None = None, valid_fract
             view = "AP" if intubated or rng.random() < stats["ap_fraction"] else "PA"
             specs.append(ImageSpec(
                 index=len(specs), patient=p, study=study, split=str(splits[p]), view=view,
-                supine=view == "AP" and bool(rng.random() < 0.5), sex="Female" if female else "Male",
+                supine=view == "AP" and bool(rng.random() < 0.5),
                 age=min(90, age + study // 3), anatomy=anatomy, findings=findings, mentions=mentions, prior=prior,
             ))
             prior = findings

@@ -24,10 +24,10 @@ GEMM at every barrier and makes timings swing tenfold.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from _timing import interleaved_best_times
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
@@ -86,19 +86,6 @@ def probe_cxrl(x, y, xv, yv, grid: tuple[float, ...]) -> np.ndarray:
     fitted = fit_linear_probe(x, y, xv, yv, c_grid=grid, device="cpu")
     weight = fitted.weight / fitted.scale
     return np.c_[weight, fitted.bias - weight @ fitted.mean]
-
-
-def interleaved_best_times(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Best wall time of each function over ``repeats`` rounds, the functions alternating within each round so
-    that a burst of load from other processes hits both alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    results: dict[str, np.ndarray] = {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            results[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(t) for name, t in times.items()}, results
 
 
 def main() -> None:

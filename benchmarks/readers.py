@@ -12,24 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torchxrayvision as xrv
+from _timing import interleaved_best_times
 
 from cxrl.data.records import load_records
-
-
-def best_times(ours: Callable[[], object], peer: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Shortest wall time of each over ``repeats`` alternating calls (both see the same machine load)."""
-    times: dict[Callable[[], object], list[float]] = {ours: [], peer: []}
-    for _ in range(repeats):
-        for fn, spent in times.items():
-            start = time.perf_counter()
-            fn()
-            spent.append(time.perf_counter() - start)
-    return min(times[ours]), min(times[peer])
 
 
 def main() -> None:
@@ -59,7 +47,8 @@ def main() -> None:
         }
         ratios = {}
         for name, (ours, peer) in cases.items():
-            ours_s, peer_s = best_times(ours, peer, args.repeats)
+            seconds, _ = interleaved_best_times({"cxrl": ours, "torchxrayvision": peer}, args.repeats)
+            ours_s, peer_s = seconds["cxrl"], seconds["torchxrayvision"]
             ratios[name] = ours_s / peer_s
             print(f"{name}: cxrl {ours_s:.2f} s, torchxrayvision {peer_s:.2f} s, ratio {ratios[name]:.2f}")
     print(f"readers ratio={ratios['chexpert']:.3f}")

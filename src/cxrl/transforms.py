@@ -147,7 +147,9 @@ def make_view_fn(cfgs: Sequence[ViewConfig]) -> ViewFn:
         if seeds.shape != (x.shape[0],):
             raise ValueError(f"make_view_fn: expected {x.shape[0]} seeds, found shape {tuple(seeds.shape)}")
         view_seeds = [_view_seeds(seeds, v) for v in range(len(cfgs))]
-        return [_one_view(x, s, cfg) for s, cfg in zip(view_seeds, cfgs, strict=True)]
+        limits = [_prefilter_limit(cfg) for cfg in cfgs]
+        inputs = {limit: _prefilter(x, limit) for limit in set(limits)}  # once per distinct size limit
+        return [_one_view(inputs[limit], s, cfg) for limit, s, cfg in zip(limits, view_seeds, cfgs, strict=True)]
 
     return views
 
@@ -167,13 +169,23 @@ def _view_seeds(seeds: torch.Tensor, view: int) -> np.ndarray:
 
 
 def _one_view(x: torch.Tensor, seeds: np.ndarray, cfg: ViewConfig) -> torch.Tensor:
-    u = _uniform_draws(seeds).to(x.device)
-    x = _prefilter(x, cfg)
+    """One view of the (prefiltered) unit batch ``x``.
+
+    The draws are made on the CPU, where the blur and noise choices are read without a device sync, and copied to
+    the device once.
+    """
+    draws = _uniform_draws(seeds)
+    u = draws.to(x.device, non_blocking=True)
     out = _resample(x, _affine_matrices(u, cfg, x.shape[-2:]), cfg.size)
     out = _jitter(out, u, cfg)
-    out = _blur(out, u, cfg)
-    out = _noise(out, u, seeds, cfg)
+    out = _blur(out, u, _chosen(draws, _BLUR_ON, cfg.blur_p), cfg)
+    out = _noise(out, seeds, _chosen(draws, _NOISE_ON, cfg.noise_p), cfg)
     return out.clamp_(0, 1).sub_(intensity.MEAN).div_(intensity.STD)
+
+
+def _chosen(draws: torch.Tensor, column: int, p: float) -> torch.Tensor:
+    """CPU indices of the samples whose draw in ``column`` turns an op of probability ``p`` on."""
+    return (draws[:, column] < p).nonzero().flatten()
 
 
 def _uniform_draws(seeds: np.ndarray) -> torch.Tensor:
@@ -220,13 +232,17 @@ def _affine_matrices(u: torch.Tensor, cfg: ViewConfig, in_hw: torch.Size) -> tor
     return theta
 
 
-def _prefilter(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
-    """Antialiased downscale of inputs much larger than the view needs, so bilinear sampling does not alias.
+def _prefilter_limit(cfg: ViewConfig) -> int:
+    """The largest input side a view needs (inputs beyond it are downscaled first, see :func:`_prefilter`).
 
     The smallest crop spans about ``sqrt(min area)`` of the image side; keep it at >= 2 output pixels per pixel.
     """
+    return math.ceil(2 * cfg.size / math.sqrt(cfg.crop_scale[0]))
+
+
+def _prefilter(x: torch.Tensor, limit: int) -> torch.Tensor:
+    """Antialiased downscale of inputs whose short side exceeds ``limit``, so bilinear sampling does not alias."""
     h, w = x.shape[-2:]
-    limit = math.ceil(2 * cfg.size / math.sqrt(cfg.crop_scale[0]))
     if min(h, w) <= limit:
         return x
     scale = limit / min(h, w)
@@ -265,15 +281,15 @@ def _jitter(x: torch.Tensor, u: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
     return x
 
 
-def _blur(x: torch.Tensor, u: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
-    """Separable Gaussian blur with a per-sample sigma on the samples drawn for it: ``K X K^T`` as batched matmuls.
+def _blur(x: torch.Tensor, u: torch.Tensor, chosen: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    """Separable Gaussian blur with a per-sample sigma on the ``chosen`` samples (CPU indices): ``K X K^T``.
 
     ``K`` is each sample's banded (size, size) blur matrix with reflected borders. On CPU this measured twice as
     fast as grouped convolutions with per-sample kernels; on a GPU it is two batched matmuls.
     """
-    chosen = (u[:, _BLUR_ON] < cfg.blur_p).nonzero().flatten()
     if len(chosen) == 0:
         return x
+    chosen = chosen.to(x.device, non_blocking=True)
     size = x.shape[-1]
     radius = min(math.ceil(3 * cfg.blur_sigma[1]), size - 1)
     sigma = _between(u[:, _SIGMA], *cfg.blur_sigma)[chosen]
@@ -289,9 +305,9 @@ def _blur(x: torch.Tensor, u: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
     return x.index_copy_(0, chosen, blurred.unsqueeze(1))
 
 
-def _noise(x: torch.Tensor, u: torch.Tensor, seeds: np.ndarray, cfg: ViewConfig) -> torch.Tensor:
-    """Additive Gaussian noise; each chosen sample's field comes from its own generator on the images' device."""
-    for i in (u[:, _NOISE_ON] < cfg.noise_p).nonzero().flatten().tolist():
+def _noise(x: torch.Tensor, seeds: np.ndarray, chosen: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    """Additive Gaussian noise on the ``chosen`` samples (CPU indices), each from its own generator on x's device."""
+    for i in chosen.tolist():
         gen = torch.Generator(device=x.device).manual_seed(int(_mix64(seeds[i] ^ np.uint64(0xD1B54A32D192ED03))))
         x[i].add_(torch.randn(x.shape[1:], generator=gen, device=x.device), alpha=cfg.noise_std)
     return x

@@ -15,6 +15,7 @@ import pytest
 from cxrl.cli import main
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
 from cxrl.data.phantom import MASK_BITS, plan_dataset, render, truth_mask, write_dataset
+from cxrl.data.phantom.render import mask_bit
 from cxrl.data.records import load_records
 from cxrl.errors import ConfigError, DataError
 
@@ -108,7 +109,7 @@ def test_dense_findings_brighten_their_mask(name):
     bit = MASK_BITS.index(name)
     for spec in _only(name, 4, supine=False):
         sick, healthy = render(spec, 96, seed=1), render(spec, 96, seed=1, findings=False)
-        region = ((sick.mask >> bit) & 1).astype(bool)
+        region = mask_bit(sick.mask, bit)
         assert region.sum() > 10
         gain = sick.image[region].astype(float).mean() - healthy.image[region].astype(float).mean()
         assert gain > 8, (name, spec.findings[name], gain)
@@ -118,7 +119,7 @@ def test_pneumothorax_darkens_its_mask():
     bit = MASK_BITS.index("Pneumothorax")
     for spec in _only("Pneumothorax", 4):
         sick, healthy = render(spec, 128, seed=1), render(spec, 128, seed=1, findings=False)
-        region = ((sick.mask >> bit) & 1).astype(bool)
+        region = mask_bit(sick.mask, bit)
         assert region.sum() > 10
         assert sick.image[region].astype(float).mean() < healthy.image[region].astype(float).mean() - 3
 
@@ -127,7 +128,7 @@ def test_boxes_contain_their_masks():
     for spec in plan_dataset(40, seed=2)[:20]:
         result = render(spec, 96, seed=2)
         for bit, name in enumerate(MASK_BITS):
-            region = (result.mask >> bit) & 1
+            region = mask_bit(result.mask, bit)
             if not region.any():
                 continue
             covered = np.zeros_like(region)

@@ -41,8 +41,13 @@ class Rendering:
 
     def masks_json(self) -> str:
         """``{finding: RLE}`` of every drawn finding (Kaggle "absolute" RLE, see ``cxrl.data.rle``)."""
-        return json.dumps({name: encode_rle((self.mask >> bit) & 1, relative=False)
-                           for bit, name in enumerate(MASK_BITS) if ((self.mask >> bit) & 1).any()})
+        return json.dumps({name: encode_rle(region, relative=False)
+                           for bit, name in enumerate(MASK_BITS) if (region := mask_bit(self.mask, bit)).any()})
+
+
+def mask_bit(packed: np.ndarray, bit: int) -> np.ndarray:
+    """The boolean region of finding ``MASK_BITS[bit]`` in a bit-packed label mask."""
+    return ((packed >> bit) & 1).astype(bool)
 
 
 def _mediastinum_mask(geo, width: float) -> np.ndarray:
@@ -105,7 +110,7 @@ def boxes_from_mask(packed: np.ndarray) -> list[dict]:
     kernel = np.ones((3, 3), np.uint8)
     merge = max(1, packed.shape[0] // 100)
     for bit, name in enumerate(MASK_BITS):
-        binary = ((packed >> bit) & 1).astype(np.uint8)
+        binary = mask_bit(packed, bit).astype(np.uint8)
         if not binary.any():
             continue
         grown = cv2.dilate(binary, kernel, iterations=merge)

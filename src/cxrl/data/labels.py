@@ -40,13 +40,6 @@ NIH_ONLY_PATHOLOGIES: tuple[str, ...] = (
     "Hernia",
 )
 PATHOLOGIES: tuple[str, ...] = CHEXPERT_PATHOLOGIES + NIH_ONLY_PATHOLOGIES
-COMPETITION_TASKS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Pleural Effusion",
-)
 UNCERTAIN = -1.0
 POLICIES = ("ignore", "zeros", "ones", "multiclass", "smooth_zeros", "smooth_ones")
 SMOOTH_RANGES = {"smooth_zeros": (0.0, 0.3), "smooth_ones": (0.55, 0.85)}
@@ -57,7 +50,6 @@ def apply_uncertainty_policy(
     policy: str = "ignore",
     *,
     blank: str = "nan",
-    smooth_range: tuple[float, float] | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Map a ``(N, K)`` array of 1/0/-1/NaN to training targets (float32, NaN = masked).
@@ -82,7 +74,7 @@ def apply_uncertainty_policy(
     elif policy == "multiclass":
         y[unc] = 2.0
     else:
-        lo, hi = smooth_range or SMOOTH_RANGES[policy]
+        lo, hi = SMOOTH_RANGES[policy]
         y[unc] = np.random.default_rng(seed).uniform(lo, hi, size=int(unc.sum())).astype(np.float32)
     return y
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cxrl.data.labels import PATHOLOGIES, apply_uncertainty_policy
+from cxrl.data.labels import apply_uncertainty_policy
 from cxrl.data.records import VIEWS
 from cxrl.errors import ConfigError, DataError
 
@@ -160,7 +160,7 @@ def filter_views(frame: pd.DataFrame, views: Sequence[str] | None) -> pd.DataFra
     return frame[frame["view"].isin(list(views))]
 
 
-def apply_uncertainty(frame: pd.DataFrame, policy: str | None, columns: Sequence[str] = PATHOLOGIES) -> pd.DataFrame:
+def apply_uncertainty(frame: pd.DataFrame, policy: str | None, columns: Sequence[str]) -> pd.DataFrame:
     """Apply :func:`cxrl.data.labels.apply_uncertainty_policy` to the label ``columns`` present (None: keep -1)."""
     if policy is None:
         return frame

@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm.auto import tqdm
 
 from cxrl.data.phantom import plan_dataset, render
+from cxrl.evaluate.metrics import auroc
 
 TASKS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion", "Pneumothorax",
          "Lung Opacity", "Support Devices")
@@ -41,21 +41,17 @@ def make_data(n: int, size: int, seed: int, workers: int) -> tuple[np.ndarray, n
     chunks = [(specs[i : i + 64], size, seed) for i in range(0, n, 64)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         images = np.concatenate(list(tqdm(pool.imap(_render_chunk, chunks), total=len(chunks), desc="render")))
-    labels = np.array([[s.true_labels()[t] for t in TASKS] for s in specs], np.float32)
+    labels = np.array([[truth[t] for t in TASKS] for truth in (s.true_labels() for s in specs)], np.float32)
     return images, labels, np.array([s.patient for s in specs])
-
-
-def macro_auroc(y: np.ndarray, scores: np.ndarray) -> tuple[float, list[float]]:
-    per = [roc_auc_score(y[:, k], scores[:, k]) for k in range(y.shape[1])]
-    return float(np.mean(per)), per
 
 
 def pixel_probe(x_train, y_train, x_test) -> np.ndarray:
     def flat(x):
         return np.stack([cv2.resize(im, (32, 32), interpolation=cv2.INTER_AREA) for im in x]).reshape(len(x), -1)
 
-    scaler = StandardScaler().fit(flat(x_train))
-    a, b = scaler.transform(flat(x_train)), scaler.transform(flat(x_test))
+    train = flat(x_train)
+    scaler = StandardScaler().fit(train)
+    a, b = scaler.transform(train), scaler.transform(flat(x_test))
     scores = [LogisticRegression(C=0.01, max_iter=500).fit(a, y_train[:, k]).decision_function(b)
               for k in range(y_train.shape[1])]
     return np.stack(scores, 1)
@@ -117,7 +113,8 @@ def main() -> None:
         (f"small CNN ({args.minutes:g} min, 64x64)", train_cnn(images[~test], labels[~test], images[test],
                                                              args.minutes, args.seed)),
     ):
-        results[name], per = macro_auroc(labels[test], scores)
+        per = auroc(labels[test], scores)
+        results[name] = float(per.mean())
         print(f"{name}: macro AUROC {results[name]:.3f}  (" + ", ".join(
             f"{t} {a:.2f}" for t, a in zip(TASKS, per, strict=True)) + ")")
     pixel, cnn = results.values()

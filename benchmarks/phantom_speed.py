@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from cxrl.data.phantom import write_dataset
+from cxrl.data.phantom.layouts import LAYOUTS
 
 
 def _cpu_seconds() -> float:
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--layout", default="chexpert", choices=("chexpert", "mimic"))
+    parser.add_argument("--layout", default="chexpert", choices=LAYOUTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu_start = time.perf_counter(), _cpu_seconds()

@@ -119,17 +119,14 @@ class PretrainModule(pl.LightningModule):
     def step_loss(self, batch: tuple[torch.Tensor, ...], epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Views of a raw batch (seeded per sample and epoch), then the method's loss: the work of one step."""
         images, indices, labels = batch
-        views = self.view_fn(images, seeds_for(indices, epoch, self.cfg.seed))
-        if self.cfg.channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        return self.method.loss(views, labels)
+        # (B, 1, s, s) views are already channels_last-contiguous: a single channel has the same layout either way
+        return self.method.loss(self.view_fn(images, seeds_for(indices, epoch, self.cfg.seed)), labels)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        loss, logs = self.step_loss(batch, self.current_epoch)
+        loss, _ = self.step_loss(batch, self.current_epoch)
         if self.global_step % self.cfg.log_every_n_steps == 0 and not torch.isfinite(loss):  # a sync: not every step
             raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower lr or check the data")
         self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()})
         self.last_loss = loss.detach()
         return loss
 

@@ -27,7 +27,6 @@ from lightly.utils.lars import LARS
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from cxrl import __version__, intensity
 from cxrl.config import load_config, save_config, to_dict
 from cxrl.data.torch_dataset import CacheDataModule
 from cxrl.errors import ConfigError
@@ -251,14 +250,16 @@ def build_trainer(cfg: PretrainConfig, run_dir: Path, callbacks: Sequence[Callba
 
 
 def export(run_dir: Path, module: PretrainModule, cfg: PretrainConfig, datamodule: CacheDataModule) -> None:
-    """Write ``encoder.safetensors`` + ``encoder.json`` (the contract with evaluators)."""
+    """Write ``encoder.safetensors`` + ``encoder.json`` (the contract with evaluators).
+
+    :func:`~cxrl.models.save_encoder` adds the intensity convention and the cxrl, torch and timm versions.
+    """
     meta = {
         "backbone": cfg.backbone,
         "image_size": cfg.image_size,
-        "intensity": intensity.CONVENTION,
         "method": cfg.method.name,
         "config": to_dict(cfg),
-        "versions": {"cxrl": __version__, "torch": torch.__version__, "lightning": pl.__version__},
+        "versions": {"lightning": pl.__version__},
         "steps": int(module.global_step),
         "final_loss": float(module.last_loss),
         "pathologies": datamodule.pathologies,

@@ -41,6 +41,7 @@ NIH_ONLY_PATHOLOGIES: tuple[str, ...] = (
 )
 PATHOLOGIES: tuple[str, ...] = CHEXPERT_PATHOLOGIES + NIH_ONLY_PATHOLOGIES
 UNCERTAIN = -1.0
+UNCERTAIN_CLASS = 2  # the class index the multiclass policy gives -1 (0 negative, 1 positive)
 POLICIES = ("ignore", "zeros", "ones", "multiclass", "smooth_zeros", "smooth_ones")
 SMOOTH_RANGES = {"smooth_zeros": (0.0, 0.3), "smooth_ones": (0.55, 0.85)}
 
@@ -72,7 +73,7 @@ def apply_uncertainty_policy(
     elif policy == "ones":
         y[unc] = 1.0
     elif policy == "multiclass":
-        y[unc] = 2.0
+        y[unc] = UNCERTAIN_CLASS
     else:
         lo, hi = SMOOTH_RANGES[policy]
         y[unc] = np.random.default_rng(seed).uniform(lo, hi, size=int(unc.sum())).astype(np.float32)

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cxrl.data.labels import UNCERTAIN_CLASS
+
 
 def _observed(targets: torch.Tensor, allowed: tuple[float, ...]) -> torch.Tensor:
     """The mask of non-NaN targets, after checking they are all in ``allowed``."""
@@ -55,9 +57,6 @@ def focal_loss(
         if alpha is not None:
             per_entry = per_entry * (alpha * y + (1 - alpha) * (1 - y))
         return _masked_mean(per_entry, mask)
-
-
-UNCERTAIN_CLASS = 2
 
 
 def multiclass_uncertainty_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

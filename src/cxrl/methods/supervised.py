@@ -14,13 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxrl.data.labels import UNCERTAIN
+from cxrl.data.labels import UNCERTAIN, UNCERTAIN_CLASS
 from cxrl.errors import ConfigError
 from cxrl.losses import focal_loss, masked_bce, multiclass_uncertainty_ce, positive_weights
 from cxrl.methods.base import Logs, MethodConfig, PretrainMethod
 from cxrl.transforms import ViewConfig
-
-MULTICLASS_UNCERTAIN = 2.0  # how apply_uncertainty_policy(..., "multiclass") encodes -1
 
 
 class Supervised(PretrainMethod):
@@ -42,7 +40,7 @@ class Supervised(PretrainMethod):
     def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
         logits = self.head(self.encoder(views[0]))
         if self.multiclass:
-            targets = labels.masked_fill(labels == MULTICLASS_UNCERTAIN, UNCERTAIN)
+            targets = labels.masked_fill(labels == UNCERTAIN_CLASS, UNCERTAIN)
             return multiclass_uncertainty_ce(logits.view(*labels.shape, 3), targets), {}
         if self.loss_name == "focal":
             return focal_loss(logits, labels, self.focal_gamma), {}

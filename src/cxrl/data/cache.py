@@ -71,6 +71,11 @@ def open_cache(path: str | Path) -> Cache:
     return Cache(path=path, records=records, images=images, manifest=manifest)
 
 
+def as_cache(cache: Cache | str | Path) -> Cache:
+    """``cache`` itself when already opened, else :func:`open_cache` of the folder."""
+    return cache if isinstance(cache, Cache) else open_cache(cache)
+
+
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` atomically (write then rename)."""
     tmp = path / (MANIFEST + ".tmp")

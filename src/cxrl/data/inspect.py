@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxrl.data.cache import Cache, open_cache
+from cxrl.data.cache import Cache, as_cache, open_cache
 from cxrl.data.labels import PATHOLOGIES, label_matrix
 from cxrl.data.records import SPLITS, VIEWS
 from cxrl.errors import DataError
@@ -24,7 +24,7 @@ def summarize(cache: Cache | str | Path) -> dict[str, Any]:
     (positive / mentioned, uncertain counted as mentioned); and the positive co-occurrence matrix
     (``counts[i][j]`` = images positive for both label i and label j; the diagonal is the positives).
     """
-    cache = _opened(cache)
+    cache = as_cache(cache)
     records = cache.records
     names = labelled_pathologies(records)
     values = label_matrix(records, names)
@@ -46,8 +46,9 @@ def summarize(cache: Cache | str | Path) -> dict[str, Any]:
 
 def label_shift(cache_a: Cache | str | Path, cache_b: Cache | str | Path, smoothing: float = SMOOTHING) -> dict:
     """Per-label smoothed prevalences of two caches and the KL divergence of their label mix (see :func:`label_kl`)."""
-    a, b = _opened(cache_a).records, _opened(cache_b).records
-    shared = [p for p in labelled_pathologies(a) if p in labelled_pathologies(b)]
+    a, b = as_cache(cache_a).records, as_cache(cache_b).records
+    in_b = set(labelled_pathologies(b))
+    shared = [p for p in labelled_pathologies(a) if p in in_b]
     if not shared:
         raise DataError("the two caches share no labelled pathology; nothing to compare")
     prev_a, prev_b = _smoothed_prevalence(a, shared, smoothing), _smoothed_prevalence(b, shared, smoothing)
@@ -77,10 +78,6 @@ def label_kl(cache_a: Cache | str | Path, cache_b: Cache | str | Path, smoothing
 def labelled_pathologies(records: pd.DataFrame) -> list[str]:
     """Canonical pathologies with at least one non-missing value."""
     return [p for p in PATHOLOGIES if p in records and records[p].notna().any()]
-
-
-def _opened(cache: Cache | str | Path) -> Cache:
-    return cache if isinstance(cache, Cache) else open_cache(cache)
 
 
 def _counts(records: pd.DataFrame, column: str, order: tuple[str, ...] = ()) -> dict[str, int]:

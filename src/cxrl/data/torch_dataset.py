@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cxrl.data.cache import Cache, open_cache
+from cxrl.data.cache import Cache, as_cache
 from cxrl.data.labels import apply_uncertainty_policy, label_matrix, present_pathologies
 from cxrl.errors import ConfigError, DataError
 from cxrl.losses import inverse_frequency_weights
@@ -148,7 +148,7 @@ class CacheDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.cache = cache if isinstance(cache, Cache) else open_cache(cache)
+        self.cache = as_cache(cache)
         self.rows = training_rows(self.cache.records, train_splits)
         records = self.cache.records.iloc[self.rows]
         self.pathologies = list(pathologies) or present_pathologies(records)

@@ -39,7 +39,7 @@ class MonitorConfig:
 class ProbeData:
     """Monitor images (uint8), binary labels (NaN unknown) and a fit/score patient split."""
 
-    images: torch.Tensor
+    images: np.ndarray
     labels: np.ndarray
     fit: np.ndarray
 
@@ -52,14 +52,13 @@ def select_probe_data(cache: Cache, cfg: MonitorConfig, seed: int = 0) -> ProbeD
     rows = np.sort(rng.permutation(rows)[: cfg.max_images])
     if len(rows) < 8:
         return None
-    pathologies = present_pathologies(records.iloc[rows])
-    labels = label_matrix(records.iloc[rows], pathologies)
+    picked = records.iloc[rows]
+    labels = label_matrix(picked, present_pathologies(picked))
     labels = np.where(labels == 1, 1.0, np.where(labels == 0, 0.0, np.nan))  # uncertain -> unknown
-    patients = records["patient_id"].iloc[rows].astype(str).to_numpy()
+    patients = picked["patient_id"].astype(str).to_numpy()
     unique = rng.permutation(np.unique(patients))
     fit = np.isin(patients, unique[: len(unique) // 2])
-    images = torch.from_numpy(np.stack([cache.images[r] for r in rows]))
-    return ProbeData(images, labels, fit)
+    return ProbeData(cache.read(rows), labels, fit)
 
 
 def macro_auroc(features: np.ndarray, labels: np.ndarray, fit: np.ndarray) -> float:
@@ -95,21 +94,21 @@ class OnlineMonitor(Callback):
         if self.data is None:
             log.warning("online monitor: fewer than 8 rows in splits %s; monitor off", cfg.splits)
 
-    def encode(self, encoder: torch.nn.Module, device: torch.device) -> torch.Tensor:
+    def encode(self, encoder: torch.nn.Module, device: torch.device) -> np.ndarray:
         """Features of the monitor images with the evaluation view; the encoder's train/eval mode is restored."""
         assert self.data is not None
         was_training = encoder.training
-        feats = extract_features(encoder, self.data.images.numpy(), self.image_size, device, self.cfg.batch_size,
+        feats = extract_features(encoder, self.data.images, self.image_size, device, self.cfg.batch_size,
                                  desc="monitor")
         encoder.train(was_training)
-        return torch.from_numpy(feats)
+        return feats
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.data is None or not trainer.is_global_zero or (trainer.current_epoch + 1) % self.cfg.every_n_epochs:
             return
         features = self.encode(pl_module.method.encoder, pl_module.device)
-        metrics = {"monitor/feat_std": feature_std(features)}
-        auroc = macro_auroc(features.numpy(), self.data.labels, self.data.fit)
+        metrics = {"monitor/feat_std": feature_std(torch.from_numpy(features))}
+        auroc = macro_auroc(features, self.data.labels, self.data.fit)
         if not np.isnan(auroc):
             metrics["monitor/auroc"] = auroc
         pl_module.log_dict(metrics, rank_zero_only=True)

@@ -36,9 +36,6 @@ def swav_projection(input_dim: int, hidden_dim: int = 2048, output_dim: int = 12
     return heads.SwaVProjectionHead(input_dim, hidden_dim, output_dim)
 
 
-def swav_prototypes(input_dim: int = 128, n_prototypes: int = 3000, n_steps_frozen_prototypes: int = 0) -> nn.Module:
-    """SwAV prototypes C (a Linear layer); call ``.normalize()`` before each step to keep them on the sphere.
-
-    With ``n_steps_frozen_prototypes > 0`` the forward needs ``step=`` (prototypes stay fixed early in training).
-    """
-    return heads.SwaVPrototypes(input_dim, n_prototypes, n_steps_frozen_prototypes=n_steps_frozen_prototypes)
+def swav_prototypes(input_dim: int = 128, n_prototypes: int = 3000) -> nn.Module:
+    """SwAV prototypes C (a Linear layer); call ``.normalize()`` before each step to keep them on the sphere."""
+    return heads.SwaVPrototypes(input_dim, n_prototypes)

@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from cxrl.evaluate.metrics import _observed, auroc  # noqa: E402
+
 log = logging.getLogger(__name__)
 DPI = 110
 
@@ -27,16 +29,13 @@ def _save(fig, path: Path) -> Path:
 
 def roc_curves(labels: np.ndarray, scores: np.ndarray, pathologies: list[str], path: Path, title: str) -> Path:
     """One ROC curve per class (observed rows only) with its AUROC in the legend."""
-    from cxrl.evaluate.metrics import auroc
-
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     aucs = auroc(labels, scores)
     for k, name in enumerate(pathologies):
-        keep = ~np.isnan(labels[:, k])
-        y = labels[keep, k] > 0.5
+        y, s = _observed(labels, scores, k)
         if y.all() or not y.any():
             continue
-        fpr, tpr, _ = roc_curve(y, scores[keep, k])
+        fpr, tpr, _ = roc_curve(y, s)
         ax.plot(fpr, tpr, lw=1.6, label=f"{name} ({aucs[k]:.3f})")
     ax.plot([0, 1], [0, 1], ls="--", c="0.6", lw=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
@@ -48,7 +47,7 @@ def roc_curves(labels: np.ndarray, scores: np.ndarray, pathologies: list[str], p
 def label_efficiency(summary: dict, path: Path, label: str) -> Path:
     """Macro AUROC against label fraction (log x): mean over seeds, band = +/- one std, dots = seeds."""
     fr = np.array([v["fraction"] for v in summary.values()])
-    mean = np.array([np.nan if v["macro_auroc_mean"] is None else v["macro_auroc_mean"] for v in summary.values()])
+    mean = np.array([v["macro_auroc_mean"] for v in summary.values()], dtype=float)  # None -> NaN
     std = np.array([v["macro_auroc_std"] or 0.0 for v in summary.values()])
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.plot(fr * 100, mean, marker="o", lw=2, label=label)
@@ -68,10 +67,8 @@ def label_efficiency(summary: dict, path: Path, label: str) -> Path:
 
 def per_class_auroc(run: dict, pathologies: list[str], path: Path, title: str) -> Path:
     """Horizontal bars of per-class test AUROC with bootstrap 95 % intervals."""
-    vals = np.array(
-        [np.nan if run["per_class"][p]["auroc"] is None else run["per_class"][p]["auroc"] for p in pathologies]
-    )
-    ci = np.array([[np.nan if c is None else c for c in run["per_class"][p]["auroc_ci"]] for p in pathologies])
+    vals = np.array([run["per_class"][p]["auroc"] for p in pathologies], dtype=float)  # None -> NaN
+    ci = np.array([run["per_class"][p]["auroc_ci"] for p in pathologies], dtype=float)
     err = np.abs(np.nan_to_num(np.stack([vals - ci[:, 0], ci[:, 1] - vals])))
     low = min(0.4, float(np.nanmin(np.r_[vals, ci[:, 0], 1.0])) - 0.05)
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(pathologies) + 1.4))

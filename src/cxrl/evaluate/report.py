@@ -62,17 +62,20 @@ def _f(x) -> str:
 
 
 def make_plots(metrics: dict, best: dict, out: Path) -> dict[str, str]:
-    """Write the report's PNGs into ``out``; returns ``{plot name: file name}``."""
-    names = best["pathologies"]
-    fraction = best["run"]["fraction"]
-    title = f"{metrics['encoder']['name']}, {fraction * 100:g}% labels, seed {best['run']['seed']}"
+    """Write the report's PNGs into ``out``; returns ``{plot name: file name}``.
+
+    ``best`` holds the test ``scores``, ``labels`` and ``embedding`` of the largest fraction's first-seed run.
+    """
+    names = metrics["pathologies"]
+    run = _largest_fraction_run(metrics)
+    title = f"{metrics['encoder']['name']}, {run['fraction'] * 100:g}% labels, seed {run['seed']}"
     files = {
         "label_efficiency": plots.label_efficiency(
             metrics["summary"], out / "label_efficiency.png", metrics["encoder"]["name"]
         ),
         "roc": plots.roc_curves(best["labels"], best["scores"], names, out / "roc.png", f"ROC: {title}"),
-        "per_class_auroc": plots.per_class_auroc(best["run"], names, out / "per_class_auroc.png", title),
-        "confusion": plots.confusion_matrices(best["run"], names, out / "confusion.png"),
+        "per_class_auroc": plots.per_class_auroc(run, names, out / "per_class_auroc.png", title),
+        "confusion": plots.confusion_matrices(run, names, out / "confusion.png"),
     }
     method = metrics["protocol"]["embedding"]
     if method != "none":
@@ -92,12 +95,12 @@ def make_plots(metrics: dict, best: dict, out: Path) -> dict[str, str]:
 
 def write_reports(metrics: dict, best: dict, out: Path) -> None:
     """``metrics.json`` + plots + ``report.md`` + ``report.html`` into ``out``; prints the summary table."""
-    metrics["plots"] = make_plots(metrics, best, out) if best else {}
+    metrics["plots"] = make_plots(metrics, best, out)
     metrics.update(json_safe(metrics))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     md = markdown_report(metrics)
     (out / "report.md").write_text(md)
-    (out / "report.html").write_text(html_report(metrics))
+    (out / "report.html").write_text(html_report(metrics, md))
     print(
         f"\n{metrics['encoder']['name']} ({metrics['protocol']['protocol']}), test macro AUROC over "
         f"{len(metrics['pathologies'])} pathologies:\n{summary_table(metrics)}\nreport: {out / 'report.html'}"
@@ -161,8 +164,8 @@ def _ci(ci: list) -> str:
     return "n/a" if None in ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
 
 
-def html_report(metrics: dict) -> str:
-    """An HTML page (PNG files beside it) rendering the Markdown report's content."""
+def html_report(metrics: dict, markdown: str) -> str:
+    """An HTML page (PNG files beside it) rendering ``markdown``, the :func:`markdown_report` of ``metrics``."""
     body: list[str] = []
     block: list[str] = []  # consecutive table rows or list items
 
@@ -173,7 +176,7 @@ def html_report(metrics: dict) -> str:
             body.append("<ul>" + "".join(f"<li>{html.escape(b[2:]).replace('`', '')}</li>" for b in block) + "</ul>")
         block.clear()
 
-    for line in markdown_report(metrics).splitlines() + [""]:
+    for line in markdown.splitlines() + [""]:
         if line.startswith(("|", "- ")):
             if block and block[0][0] != line[0]:
                 flush()

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def eval_input(images: np.ndarray, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 ``(B, H, W)`` -> normalized float ``(B, 1, size, size)`` on ``device``: the evaluation view."""
     x = torch.as_tensor(np.array(images, copy=True)).to(device)  # copy: a memmap slice is read-only
-    return make_view_fn([eval_view(size)])(x, torch.zeros(len(x), dtype=torch.int64, device=device))[0]
+    return make_view_fn([eval_view(size)])(x, torch.zeros(len(x), dtype=torch.int64))[0]  # seeds are read on the CPU
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
@@ -52,16 +52,35 @@ def extract_features(
 ) -> np.ndarray:
     """Pooled features ``(N, F)`` float32 of uint8 ``images`` ``(N, H, W)`` (a memmap is read batch by batch)."""
     encoder = encoder.eval().to(device)
-    chunks = []
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
-        chunks.append(encoder(eval_input(images[start : start + batch_size], image_size, device)).float().cpu().numpy())
-    feats = np.concatenate(chunks) if chunks else np.zeros((0, getattr(encoder, "num_features", 0)), np.float32)
+    feats = _forward_batches(
+        encoder, images, image_size, device, batch_size, getattr(encoder, "num_features", 0), progress=desc
+    )
     bad = np.flatnonzero(~np.isfinite(feats).all(axis=1))
     if len(bad):
         raise DataError(
             f"the encoder produced non-finite features for {len(bad)} image(s), e.g. rows {bad[:5].tolist()}"
         )
     return feats
+
+
+def _forward_batches(
+    module: nn.Module,
+    images: np.ndarray,
+    image_size: int,
+    device: torch.device | str,
+    batch_size: int,
+    width: int,
+    progress: str | None = None,
+) -> np.ndarray:
+    """``module`` over uint8 ``images`` batch by batch through the evaluation view: float32 ``(N, width)``.
+
+    ``progress`` names a progress bar over the batches (none if ``None``). The caller sets no-grad mode.
+    """
+    starts = range(0, len(images), batch_size)
+    if progress is not None:
+        starts = tqdm(starts, desc=progress, unit="batch", leave=False)
+    out = [module(eval_input(images[i : i + batch_size], image_size, device)).float().cpu().numpy() for i in starts]
+    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
 def cache_key(encoder: nn.Module, cache: Cache, image_size: int) -> str:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from cxrl.evaluate.features import eval_input
+from cxrl.evaluate.features import _forward_batches
 from cxrl.evaluate.metrics import auroc
 from cxrl.transforms import ViewConfig, eval_view, make_view_fn, seeds_for
 
@@ -76,12 +76,7 @@ def parameter_groups(model: Classifier, s: FinetuneSettings, lr: float) -> list[
 @torch.no_grad()
 def predict(model: nn.Module, images: np.ndarray, image_size: int, device, batch_size: int = 128) -> np.ndarray:
     """Logits ``(N, K)`` of uint8 images through the evaluation view."""
-    model.eval()
-    out = [
-        model(eval_input(images[i : i + batch_size], image_size, device)).float().cpu().numpy()
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, model.head.out_features), np.float32)
+    return _forward_batches(model.eval(), images, image_size, device, batch_size, model.head.out_features)
 
 
 def finetune(
@@ -132,7 +127,7 @@ def _train_epoch(model, optimizer, views, images, targets, rng, epoch, seed, s: 
     for start in range(0, len(order), s.batch_size):
         idx = np.sort(order[start : start + s.batch_size])
         batch = torch.as_tensor(np.asarray(images[idx])).to(device)
-        x = views(batch, seeds_for(idx, epoch, seed).to(device))[0]
+        x = views(batch, seeds_for(idx, epoch, seed))[0]  # seeds stay on the CPU
         loss = masked_bce(model(x), targets[idx].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

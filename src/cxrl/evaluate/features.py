@@ -83,10 +83,11 @@ def _forward_batches(
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
-def cache_key(encoder: nn.Module, cache: Cache, image_size: int) -> str:
-    """The feature file's name: a hash of the weights, the cache's path, length and manifest, the image size."""
+def cache_key(fingerprint: str, cache: Cache, image_size: int) -> str:
+    """The feature file's name: a hash of the weights (:func:`encoder_fingerprint`), the cache's path, length and
+    manifest, the image size."""
     ident = {
-        "encoder": encoder_fingerprint(encoder),
+        "encoder": fingerprint,
         "cache": str(cache.path),
         "count": len(cache),
         "manifest": hashlib.sha1(json.dumps(cache.manifest, sort_keys=True, default=str).encode()).hexdigest(),
@@ -98,15 +99,17 @@ def cache_key(encoder: nn.Module, cache: Cache, image_size: int) -> str:
 
 def cached_features(
     encoder: nn.Module,
+    fingerprint: str,
     cache: Cache,
     image_size: int,
     folder: str | Path,
     device: torch.device | str = "cpu",
     batch_size: int = 128,
 ) -> np.ndarray:
-    """Features of every image of ``cache``, read from ``folder/<key>.npz`` or extracted and saved there."""
+    """Features of every image of ``cache``, read from ``folder/<key>.npz`` or extracted and saved there;
+    ``fingerprint`` is ``encoder_fingerprint(encoder)``."""
     folder = Path(folder)
-    path = folder / f"{cache_key(encoder, cache, image_size)}.npz"
+    path = folder / f"{cache_key(fingerprint, cache, image_size)}.npz"
     if path.is_file():
         log.info("features: reusing %s", path)
         with np.load(path, allow_pickle=False) as f:

@@ -79,6 +79,17 @@ def predict(model: nn.Module, images: np.ndarray, image_size: int, device, batch
     return _forward_batches(model.eval(), images, image_size, device, batch_size, model.head.out_features)
 
 
+@torch.no_grad()
+def head_logits(model: Classifier, features: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
+    """Logits ``(N, K)`` of ``model.head`` on pooled features of ``model.encoder``, in :func:`predict`'s batches."""
+    head = model.head
+    out = [
+        head(torch.as_tensor(features[i : i + batch_size]).to(device)).float().cpu().numpy()
+        for i in range(0, len(features), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, head.out_features), np.float32)
+
+
 def finetune(
     encoder: nn.Module,
     train_images: np.ndarray,

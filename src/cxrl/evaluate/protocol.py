@@ -29,7 +29,7 @@ from cxrl.data.labels import PATHOLOGIES, apply_uncertainty_policy, label_matrix
 from cxrl.data.splits import check_no_leakage, label_fraction, patient_rank
 from cxrl.errors import ConfigError, DataError
 from cxrl.evaluate.features import cached_features, encoder_fingerprint, extract_features
-from cxrl.evaluate.finetune import FinetuneSettings, finetune, predict
+from cxrl.evaluate.finetune import FinetuneSettings, finetune, head_logits, predict
 from cxrl.evaluate.metrics import choose_thresholds, evaluate_scores
 from cxrl.evaluate.probe import DEFAULT_C_GRID, fit_linear_probe, resolve_device
 
@@ -128,7 +128,7 @@ def run_evaluation(
         len(ev.pathologies),
         size,
     )
-    runs, best = _run_all(model, encoder_info["method"], source, ev, cfg, size, dev, out)
+    runs, best = _run_all(model, encoder_info, source, ev, cfg, size, dev, out)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "cxrl_version": __version__,
@@ -271,16 +271,19 @@ def _choose_pathologies(train_y, test_y, cfg: EvalConfig, notes: list[str], tran
 
 
 def _run_all(
-    model, encoder_method, source, ev: EvalData, cfg: EvalConfig, size, dev, out: Path
+    model, encoder_info: dict, source, ev: EvalData, cfg: EvalConfig, size, dev, out: Path
 ) -> tuple[list[dict], dict]:
     """Every (fraction, seed) run; also returns the largest fraction's first-seed scores for the plots."""
     if cfg.protocol == "linear":
-        feats = cached_features(model, source, size, out / "features", dev, cfg.batch_size)
+        fingerprint = encoder_info["fingerprint"]
+        feats = cached_features(model, fingerprint, source, size, out / "features", dev, cfg.batch_size)
         test_feats = (
             feats
             if ev.test_cache is source
-            else cached_features(model, ev.test_cache, size, out / "features", dev, cfg.batch_size)
+            else cached_features(model, fingerprint, ev.test_cache, size, out / "features", dev, cfg.batch_size)
         )
+    else:  # read once: the memmap rows every run predicts on
+        valid_images, test_images = source.images[ev.valid], ev.test_cache.images[ev.test]
     runs, best = [], {}
     patients = ev.test_cache.records["patient_id"].astype(str).to_numpy()[ev.test]
     for fraction in cfg.fractions:
@@ -291,7 +294,8 @@ def _run_all(
                 embedding = test_feats[ev.test]
             else:
                 s_valid, s_test, selection, embedding = _finetune_run(
-                    model, source, ev, train, cfg, size, dev, seed, from_scratch=encoder_method == "random"
+                    model, source, valid_images, test_images, ev, train, cfg, size, dev, seed,
+                    from_scratch=encoder_info["method"] == "random",
                 )
             thresholds = choose_thresholds(ev.labels[ev.valid], s_valid, cfg.threshold_rule)
             result = evaluate_scores(
@@ -333,12 +337,14 @@ def _probe_run(feats, test_feats, ev: EvalData, train, cfg: EvalConfig, dev):
     return probe.decision_function(feats[ev.valid]), probe.decision_function(test_feats[ev.test]), selection
 
 
-def _finetune_run(model, source, ev: EvalData, train, cfg: EvalConfig, size, dev, seed, from_scratch: bool):
+def _finetune_run(
+    model, source, valid_images, test_images, ev: EvalData, train, cfg: EvalConfig, size, dev, seed, from_scratch: bool
+):
     tuned, history = finetune(
         model,
         source.images[train],
         ev.labels[train],
-        source.images[ev.valid],
+        valid_images,
         ev.labels[ev.valid],
         size,
         cfg.finetune,
@@ -346,11 +352,9 @@ def _finetune_run(model, source, ev: EvalData, train, cfg: EvalConfig, size, dev
         seed,
         from_scratch=from_scratch,
     )
-    test_images = ev.test_cache.images[ev.test]
-    s_valid = predict(tuned, source.images[ev.valid], size, dev, cfg.batch_size)
-    s_test = predict(tuned, test_images, size, dev, cfg.batch_size)
+    s_valid = predict(tuned, valid_images, size, dev, cfg.batch_size)
     embedding = extract_features(tuned.encoder, test_images, size, dev, cfg.batch_size, desc="test embeddings")
-    return s_valid, s_test, history, embedding
+    return s_valid, head_logits(tuned, embedding, dev, cfg.batch_size), history, embedding
 
 
 def summarize(runs: list[dict], pathologies: list[str]) -> dict[str, dict]:

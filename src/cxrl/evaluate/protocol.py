@@ -30,7 +30,7 @@ from cxrl.data.splits import check_no_leakage, label_fraction, patient_rank
 from cxrl.errors import ConfigError, DataError
 from cxrl.evaluate.features import cached_features, encoder_fingerprint, extract_features
 from cxrl.evaluate.finetune import FinetuneSettings, finetune, head_logits, predict
-from cxrl.evaluate.metrics import choose_thresholds, evaluate_scores
+from cxrl.evaluate.metrics import THRESHOLD_RULES, choose_thresholds, evaluate_scores
 from cxrl.evaluate.probe import DEFAULT_C_GRID, fit_linear_probe, resolve_device
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class EvalConfig:
             "protocol": ("linear", "finetune"),
             "uncertainty": ("ignore", "zeros", "ones"),
             "blank": ("nan", "zero"),
-            "threshold_rule": ("max_f1", "youden"),
+            "threshold_rule": THRESHOLD_RULES,
             "embedding": ("umap", "tsne", "none"),
         }
         for key, allowed in checks.items():
@@ -152,9 +152,9 @@ def _make_config(**settings: Any) -> EvalConfig:
     ft = settings.pop("finetune", {})
     ft = dataclasses.asdict(ft) if isinstance(ft, FinetuneSettings) else dict(ft)
     for key in ("epochs", "patience", "lr", "head_lr", "layer_decay"):
-        if settings.get(key) is not None:
-            ft[key] = settings.pop(key)
-        settings.pop(key, None)
+        value = settings.pop(key, None)
+        if value is not None:
+            ft[key] = value
     settings["fractions"] = sorted(set(settings["fractions"]))
     return build(EvalConfig, {**{k: v for k, v in settings.items() if v is not None}, "finetune": ft})
 
@@ -246,19 +246,18 @@ def _choose_pathologies(train_y, test_y, cfg: EvalConfig, notes: list[str], tran
     def enough(y: np.ndarray, k: int) -> bool:
         return int((y[:, k] == 1).sum()) >= cfg.min_positives and int((y[:, k] == 0).sum()) >= cfg.min_positives
 
-    usable = [p for k, p in enumerate(PATHOLOGIES) if enough(train_y, k) and enough(test_y, k)]
-    chosen = list(cfg.pathologies) if cfg.pathologies else usable
     if cfg.pathologies:
-        labelled = [
+        chosen = [
             p
-            for p in chosen
+            for p in cfg.pathologies
             if (~np.isnan(test_y[:, PATHOLOGIES.index(p)])).any()
             and (~np.isnan(train_y[:, PATHOLOGIES.index(p)])).any()
         ]
-        dropped = sorted(set(chosen) - set(labelled))
+        dropped = sorted(set(cfg.pathologies) - set(chosen))
         if dropped:
             notes.append(f"dropped (no labels in train or test): {', '.join(dropped)}")
-        chosen = labelled
+    else:
+        chosen = [p for k, p in enumerate(PATHOLOGIES) if enough(train_y, k) and enough(test_y, k)]
     if not chosen:
         where = "shared by the source train and target test rows" if transfer else "in the train and test rows"
         raise DataError(
@@ -273,7 +272,8 @@ def _choose_pathologies(train_y, test_y, cfg: EvalConfig, notes: list[str], tran
 def _run_all(
     model, encoder_info: dict, source, ev: EvalData, cfg: EvalConfig, size, dev, out: Path
 ) -> tuple[list[dict], dict]:
-    """Every (fraction, seed) run; also returns the largest fraction's first-seed scores for the plots."""
+    """Every (fraction, seed) run; also returns the largest fraction's first-seed test scores, labels and
+    embedding for the plots."""
     if cfg.protocol == "linear":
         fingerprint = encoder_info["fingerprint"]
         feats = cached_features(model, fingerprint, source, size, out / "features", dev, cfg.batch_size)
@@ -319,13 +319,7 @@ def _run_all(
             )
             log.info("fraction %.3g seed %d: macro AUROC %s", fraction, seed, result["macro_auroc"])
             if seed == cfg.seed:
-                best = {
-                    "scores": s_test,
-                    "labels": ev.test_labels[ev.test],
-                    "embedding": embedding,
-                    "run": runs[-1],
-                    "pathologies": ev.pathologies,
-                }
+                best = {"scores": s_test, "labels": ev.test_labels[ev.test], "embedding": embedding}
     return runs, best
 
 
@@ -377,7 +371,7 @@ def summarize(runs: list[dict], pathologies: list[str]) -> dict[str, dict]:
 
 
 def _mean_std(key: str, values: list) -> dict[str, Any]:
-    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
+    v = np.array(values, dtype=np.float64)  # None -> NaN
     v = v[np.isfinite(v)]
     mean = float(v.mean()) if len(v) else None
     std = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else None)

@@ -119,20 +119,15 @@ def run_demo(out: str | Path = "cxrl-demo", seed: int = 0, preset: str = "cpu") 
 
 
 def _summarize(results: dict, out: Path, seed: int, preset: str, timings: dict, seconds: float) -> dict:
-    macro = {
-        name: {str(f): m["summary"][str(f)]["macro_auroc_mean"] for f in FRACTIONS}
-        for name, m in results.items()
-    }
-    spread = {
-        name: {str(f): m["summary"][str(f)]["macro_auroc_std"] for f in FRACTIONS}
-        for name, m in results.items()
-    }
+    def by_fraction(key: str) -> dict:
+        return {name: {str(f): m["summary"][str(f)][key] for f in FRACTIONS} for name, m in results.items()}
+
     return {
         "preset": preset,
         "seed": seed,
         "fractions": list(FRACTIONS),
-        "macro_auroc": macro,
-        "macro_auroc_std": spread,
+        "macro_auroc": by_fraction("macro_auroc_mean"),
+        "macro_auroc_std": by_fraction("macro_auroc_std"),
         "pathologies": results["simclr"]["pathologies"],
         "reports": {name: str(out / "eval" / name / "report.html") for name in results},
         "stage_seconds": timings,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from cxrl.cli import main
 from cxrl.errors import DataError
@@ -76,17 +75,13 @@ def test_missing_or_foreign_inputs_are_clear_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")  # tiny problems on a shared machine
 def test_compare_reads_real_evaluations(toy_cache, tmp_path):
     from cxrl.evaluate.protocol import run_evaluation
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny problems on a shared machine
-    try:
-        quick = dict(backbone="tiny_cnn", n_bootstrap=50, min_positives=2, embedding="none", seeds=1)
-        run_evaluation("random", toy_cache.path, tmp_path / "a", fractions=[0.5, 1.0], **quick)
-        run_evaluation("random", toy_cache.path, tmp_path / "b", fractions=[1.0], seed=3, **quick)
-    finally:
-        torch.set_num_threads(threads)
+    quick = dict(backbone="tiny_cnn", n_bootstrap=50, min_positives=2, embedding="none", seeds=1)
+    run_evaluation("random", toy_cache.path, tmp_path / "a", fractions=[0.5, 1.0], **quick)
+    run_evaluation("random", toy_cache.path, tmp_path / "b", fractions=[1.0], seed=3, **quick)
     rows = load_rows(find_evaluations([tmp_path / "a", tmp_path / "b"]))
     assert [set(r["auroc"]) for r in rows] == [{"0.5", "1.0"}, {"1.0"}]
     assert format_table(rows).count("random-tiny_cnn") == 2

@@ -81,7 +81,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return float(value)
         except ValueError:
             pass
-    if tp is bool and not isinstance(value, bool) or not isinstance(value, tp):
+    if not isinstance(value, tp):
         raise ConfigError(f"config key {key!r}: expected {tp.__name__}, found {value!r}")
     return value
 
@@ -122,15 +122,7 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A dataclass config as plain data (tuples become lists), for YAML/JSON."""
-    return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(cfg))))
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
+    return yaml.safe_load(yaml.safe_dump(dataclasses.asdict(cfg)))
 
 
 def load_config(

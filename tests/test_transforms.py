@@ -119,8 +119,7 @@ def test_eval_view_at_the_input_size_is_the_canonical_model_input():
 
 def test_blur_smooths_and_noise_adds_the_configured_std_with_geometry_unchanged():
     checker = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 255).to(torch.uint8).expand(8, -1, -1)
-    base = ViewConfig(size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_deg=0.0, translate=0.0,
-                      jitter_p=0.0, gamma_p=0.0)
+    base = eval_view(32)
     seeds = seeds_for(range(8), epoch=0)
     sharp, blurred = make_view_fn([base, dataclasses.replace(base, blur_p=1.0, blur_sigma=(1.0, 2.0))])(checker, seeds)
     assert (blurred.std(dim=(1, 2, 3)) < 0.5 * sharp.std(dim=(1, 2, 3))).all()
@@ -135,8 +134,7 @@ def test_blur_smooths_and_noise_adds_the_configured_std_with_geometry_unchanged(
 def test_blur_is_a_normalized_separable_gaussian_of_the_drawn_sigma():
     point = torch.zeros(1, 33, 33, dtype=torch.uint8)
     point[0, 16, 16] = 255
-    cfg = ViewConfig(size=33, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_deg=0.0, translate=0.0,
-                     jitter_p=0.0, gamma_p=0.0, blur_p=1.0, blur_sigma=(1.5, 1.5))
+    cfg = dataclasses.replace(eval_view(33), blur_p=1.0, blur_sigma=(1.5, 1.5))
     (view,) = make_view_fn([cfg])(point, seeds_for([0], epoch=0))
     response = view[0, 0] * intensity.STD + intensity.MEAN
     offsets = torch.arange(-16, 17.0)
@@ -154,8 +152,7 @@ def test_large_inputs_are_downscaled_without_aliasing():
 
 def test_jitter_changes_intensity_within_bounds():
     grey = torch.full((32, 16, 16), 128, dtype=torch.uint8)
-    cfg = ViewConfig(size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_deg=0.0, translate=0.0,
-                     jitter_p=1.0, brightness=0.2, contrast=0.0, gamma_p=0.0)
+    cfg = dataclasses.replace(eval_view(16), jitter_p=1.0, brightness=0.2, contrast=0.0)
     (view,) = make_view_fn([cfg])(grey, seeds_for(range(32), epoch=0))
     level = view.mean(dim=(1, 2, 3)) * intensity.STD + intensity.MEAN
     assert level.min() >= 128 / 255 * 0.8 - 1e-4 and level.max() <= 128 / 255 * 1.2 + 1e-4

@@ -60,7 +60,7 @@ def cycle(loader: DataLoader) -> Iterator:
         yield from loader
 
 
-def cxrl_step_fn(args: argparse.Namespace, cache_path: str) -> tuple[Callable[[], None], torch.nn.Module]:
+def cxrl_step_fn(args: argparse.Namespace, cache_path: str) -> Callable[[], None]:
     """One cxrl SimCLR step per call: ``PretrainModule.step_loss`` (the engine's step) plus the update."""
     data = CacheDataModule(cache_path, batch_size=args.batch, num_workers=args.workers)
     batches = cycle(data.train_dataloader())
@@ -77,7 +77,7 @@ def cxrl_step_fn(args: argparse.Namespace, cache_path: str) -> tuple[Callable[[]
         loss.backward()
         optimizer.step()
 
-    return step, module
+    return step
 
 
 class PILImages(Dataset):
@@ -94,7 +94,7 @@ class PILImages(Dataset):
         return self.transform(self.images[i])
 
 
-def lightly_step_fn(args: argparse.Namespace, images: np.ndarray) -> tuple[Callable[[], None], torch.nn.Module]:
+def lightly_step_fn(args: argparse.Namespace, images: np.ndarray) -> Callable[[], None]:
     """One step of lightly's SimCLR recipe (its README / examples/pytorch/simclr.py), grayscale-adapted."""
     transform = SimCLRTransform(
         input_size=args.size, cj_sat=0.0, cj_hue=0.0, random_gray_scale=0.0, hf_prob=0.0,
@@ -119,7 +119,7 @@ def lightly_step_fn(args: argparse.Namespace, images: np.ndarray) -> tuple[Calla
         loss.backward()
         optimizer.step()
 
-    return step, model
+    return step
 
 
 def autocast(args: argparse.Namespace) -> torch.autocast:
@@ -160,8 +160,8 @@ def main() -> None:
     images = synthetic_images(args.batch * (args.steps + args.warmup + 2))
     with tempfile.TemporaryDirectory() as tmp:
         sides = {
-            "cxrl": cxrl_step_fn(args, write_bench_cache(tmp, images))[0],
-            "lightly": lightly_step_fn(args, images)[0],
+            "cxrl": cxrl_step_fn(args, write_bench_cache(tmp, images)),
+            "lightly": lightly_step_fn(args, images),
         }
         seconds = dict.fromkeys(sides, 0.0)
         for step in sides.values():

@@ -83,6 +83,15 @@ def test_weighted_sampler_is_seeded_and_favours_heavy_samples():
     assert sum(d < 10 for d in draws) > 30  # half the mass on 10% of the samples
 
 
+def test_batch_transfer_leaves_the_sample_indices_on_the_cpu(toy_cache):
+    """Indices only feed the CPU-side view seeds; images and labels go to the device (``meta`` stands in for a GPU)."""
+    dm = CacheDataModule(toy_cache, batch_size=16)
+    batch = next(iter(dm.train_dataloader()))
+    images, indices, labels = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert images.device.type == "meta" and labels.device.type == "meta"
+    assert indices.device.type == "cpu" and torch.equal(indices, batch[1])
+
+
 def test_datamodule_labels_policy_and_resumable_loader(toy_cache):
     dm = CacheDataModule(toy_cache, batch_size=16, uncertainty="zeros", weighted_sampling=True)
     assert dm.pathologies == ["Cardiomegaly", "Edema", "Pleural Effusion"]

@@ -189,3 +189,10 @@ class CacheDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Images and labels go to the device; the sample indices stay on the CPU, where the per-sample view
+        seeds are made (``cxrl.transforms.seeds_for``), so a step never waits to copy them back."""
+        images, indices, labels = batch
+        images, labels = super().transfer_batch_to_device((images, labels), device, dataloader_idx)
+        return images, indices, labels

@@ -44,3 +44,8 @@ def test_type_errors_name_the_key():
         load_config(Cfg, overrides=["batch_size=big"])
     with pytest.raises(ConfigError, match="crops"):
         load_config(Cfg, overrides=["crops=3"])
+
+
+def test_a_yaml_boolean_is_not_an_integer():
+    with pytest.raises(ConfigError, match="batch_size.*expected int.*True"):
+        load_config(Cfg, overrides=["batch_size=true"])

@@ -81,7 +81,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return float(value)
         except ValueError:
             pass
-    if not isinstance(value, tp):
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):  # bool is an int subclass
         raise ConfigError(f"config key {key!r}: expected {tp.__name__}, found {value!r}")
     return value
 

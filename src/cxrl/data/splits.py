@@ -18,6 +18,7 @@ from cxrl.data.records import SPLITS
 from cxrl.errors import ConfigError, DataError, LeakageError
 
 UNKNOWN_PATIENT = ("", "None", "nan", "NaN", "<NA>")
+OFFICIAL_LEAKAGE = "official_leakage"
 
 
 def patient_rank(patient_ids: Sequence[str], seed: int = 0) -> np.ndarray:
@@ -26,14 +27,24 @@ def patient_rank(patient_ids: Sequence[str], seed: int = 0) -> np.ndarray:
     return np.fromiter((int.from_bytes(d, "big") / 2**64 for d in digests), dtype=np.float64, count=len(patient_ids))
 
 
-def check_no_leakage(records: pd.DataFrame) -> None:
-    """Raise :class:`LeakageError` if any patient has rows in two splits (rows without a split are ignored)."""
+def leaking_patients(records: pd.DataFrame) -> pd.Series:
+    """The sorted splits of every patient with rows in more than one split (rows without a split are ignored)."""
     pairs = records.loc[records["split"].notna(), ["patient_id", "split"]].drop_duplicates()
-    per_patient = pairs["patient_id"].value_counts()
-    leaking = per_patient.index[per_patient > 1]
+    splits = pairs.groupby("patient_id", sort=True)["split"].agg(sorted)
+    return splits[splits.map(len) > 1]
+
+
+def check_no_leakage(records: pd.DataFrame) -> None:
+    """Raise :class:`LeakageError` if any patient has rows in two splits (rows without a split are ignored).
+
+    Patients a reader lists in ``records.attrs[OFFICIAL_LEAKAGE]`` (a leak in the dataset's own official lists
+    that the user chose to keep, already reported) are let through; cxrl's own splits never add to them.
+    """
+    accepted = set(records.attrs.get(OFFICIAL_LEAKAGE, ()))
+    leaking = leaking_patients(records)
+    leaking = leaking[~leaking.index.isin(accepted)]
     if len(leaking):
-        shown = pairs[pairs["patient_id"].isin(leaking[:5])].groupby("patient_id")["split"].agg(sorted)
-        examples = "; ".join(f"{pid} in {', '.join(splits)}" for pid, splits in shown.items())
+        examples = "; ".join(f"{pid} in {', '.join(splits)}" for pid, splits in leaking.head(5).items())
         raise LeakageError(f"{len(leaking)} patients appear in more than one split, e.g. {examples}")
 
 

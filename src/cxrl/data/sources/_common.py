@@ -113,19 +113,24 @@ class Skipped:
 
 
 def load_split_files(
-    root: Path, dataset: str, files: dict[str, str], read: Callable[[Path, str, Path, Skipped], pd.DataFrame]
+    root: Path,
+    dataset: str,
+    files: dict[str, str],
+    read: Callable[[Path, str, Path, Skipped], pd.DataFrame],
+    folders: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Concatenate ``read(path, split, image_dir, skipped)`` over the per-split list ``files`` present in ``root``.
 
-    ``files`` maps a file name (``train.csv``) to the canonical split; images of a split sit in the folder named
-    after the file's stem. Rows a reader skips are listed in ``frame.attrs["skipped"]``.
+    ``files`` maps a file name (``train.csv``) to the canonical split; images of a split sit in the folder
+    ``folders[name]`` (default: the file's stem). Rows a reader skips are listed in ``frame.attrs["skipped"]``.
     """
     skipped = Skipped()
     parts = []
     for name, split in files.items():
         path = find_file(root, name)
         if path is not None:
-            parts.append(read(path, split, root / Path(name).stem, skipped))
+            folder = (folders or {}).get(name, Path(name).stem)
+            parts.append(read(path, split, root / folder, skipped))
     if not parts:
         raise DataError(f"{dataset}: none of {', '.join(files)} is in {root}")
     return skipped.attach(pd.concat(parts, ignore_index=True), dataset)

@@ -149,7 +149,9 @@ def v6_leak(root: Path) -> Path:
     """The real v6/v7B leak: actmed/ANON191 in both lists."""
     root.mkdir(exist_ok=True)
     (root / "train.txt").write_text("ANON191 CR.1.2.840.1.png negative actmed\n5 ARDSSevere.png negative cohen\n")
-    (root / "test.txt").write_text("ANON191 CR.1.2.840.2.png positive actmed\nANON56 CR.1.2.840.3.png positive actmed\n")
+    (root / "test.txt").write_text(
+        "ANON191 CR.1.2.840.2.png positive actmed\nANON56 CR.1.2.840.3.png positive actmed\n"
+    )
     for split, name in (("train", "CR.1.2.840.1.png"), ("train", "ARDSSevere.png"), ("test", "CR.1.2.840.2.png"),
                         ("test", "CR.1.2.840.3.png")):  # fmt: skip
         (root / split).mkdir(exist_ok=True)

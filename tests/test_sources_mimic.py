@@ -10,7 +10,7 @@ import pytest
 
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
 from cxrl.data.records import load_records
-from cxrl.data.sources.mimic import findings_and_impression, report_sections
+from cxrl.data.sources.report_sections import findings_and_impression, report_sections
 from cxrl.errors import ConfigError, DataError
 
 LABEL_ORDER = sorted(CHEXPERT_PATHOLOGIES)  # MIMIC's label files are alphabetical

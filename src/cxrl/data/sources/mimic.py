@@ -9,7 +9,6 @@ studies (column ``label_source`` says which). Every file may be plain or gzipped
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from cxrl.data.sources._common import (
     require_columns,
     require_file,
 )
+from cxrl.data.sources.report_sections import findings_and_impression
 from cxrl.errors import ConfigError, DataError
 
 METADATA = "mimic-cxr-2.0.0-metadata.csv"
@@ -41,20 +41,6 @@ SPLITS = {"train": "train", "validate": "valid", "test": "test"}
 VIEWS = {"PA": "PA", "AP": "AP", "LATERAL": "LATERAL", "LL": "LL"}
 TEST_LABEL_NAMES = {"Airspace Opacity": "Lung Opacity"}
 IDS = {"dicom_id": str, "subject_id": str, "study_id": str}
-
-SECTION_HEADER = re.compile(r"\n ([A-Z ()/,-]+):\s")
-SECTION_NAMES = {
-    "findings": "findings",
-    "finding": "findings",
-    "impression": "impression",
-    "impressions": "impression",
-    "conclusion": "impression",
-    "conclusions": "impression",
-    "findings and impression": "impression",
-    "findings/impression": "impression",
-    "impression and recommendation": "impression",
-    "impression and recommendations": "impression",
-}
 
 
 def load(
@@ -193,33 +179,3 @@ def _read_report(path: Path, skipped: Skipped) -> str | None:
         skipped.add(path, None, "report is empty")
         return None
     return text
-
-
-def report_sections(text: str) -> dict[str, str]:
-    """Sections of a MIMIC-CXR report, keyed by lower-case header, as in MIT-LCP/mimic-cxr ``section_parser``.
-
-    Headers are upper-case lines starting with one space and ending in a colon; the text before the first one is
-    keyed ``""``. Whitespace is collapsed; a header met twice has its texts joined.
-    """
-    pieces = SECTION_HEADER.split("\n" + text.replace("\r\n", "\n"))
-    sections = {"": " ".join(pieces[0].split())}
-    for header, body in zip(pieces[1::2], pieces[2::2], strict=True):
-        name = " ".join(header.lower().split())
-        sections[name] = " ".join([sections.get(name, ""), *body.split()]).strip()
-    return sections
-
-
-def findings_and_impression(text: str) -> tuple[str | None, str | None]:
-    """FINDINGS and IMPRESSION of a report, with common header variants folded in (e.g. CONCLUSION).
-
-    When a report has neither, its last paragraph stands as the impression (the MIMIC-CXR parser's fallback).
-    """
-    found: dict[str, str] = {}
-    for header, body in report_sections(text).items():
-        name = SECTION_NAMES.get(header)
-        if name and body:
-            found[name] = f"{found[name]} {body}" if name in found else body
-    if not found:
-        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-        found["impression"] = paragraphs[-1] if paragraphs else None
-    return found.get("findings"), found.get("impression")

@@ -47,7 +47,8 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against the type hint ``tp`` (numbers widened, lists built); ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
     if tp is Any or value is None and _allows_none(tp):
         return value
@@ -56,7 +57,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, key)
+                return coerce(value, arg, key)
             except ConfigError:
                 pass
         raise ConfigError(f"config key {key!r}: expected {tp}, found {value!r}")
@@ -64,11 +65,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value not in typing.get_args(tp):
             raise ConfigError(f"config key {key!r}: expected one of {typing.get_args(tp)}, found {value!r}")
         return value
-    if origin in (list, tuple):
+    if origin in (list, tuple, Sequence):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key {key!r}: expected a list, found {value!r}")
         args = typing.get_args(tp)
-        items = [_coerce(v, args[0], key) for v in value] if args else list(value)
+        items = [coerce(v, args[0], key) for v in value] if args else list(value)
         return tuple(items) if origin is tuple else items
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
@@ -108,7 +109,7 @@ def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
                 raise ConfigError(f"config key {prefix + name!r}: expected a mapping, found {value!r}")
             kwargs[name] = build(tp, value, prefix=f"{prefix}{name}.")
         else:
-            kwargs[name] = _coerce(value, tp, prefix + name)
+            kwargs[name] = coerce(value, tp, prefix + name)
     return cls(**kwargs)
 
 

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import inspect
 import json
 import logging
 import multiprocessing
@@ -38,9 +39,9 @@ from tqdm.auto import tqdm
 from cxrl import __version__
 from cxrl.data.cache import IMAGES, MANIFEST, RECORDS, write_manifest
 from cxrl.data.imageio import DecodedImage, decode_image
-from cxrl.data.records import DATASETS, VIEWS, load_records
+from cxrl.data.records import DATASETS, VIEWS, load_records, parse_reader_options
 from cxrl.data.splits import official_or_patient_split
-from cxrl.errors import DataError
+from cxrl.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -482,6 +483,10 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    reader_options = parse_reader_options(args.dataset, args.reader_option)
+    clashing = sorted(set(reader_options) & set(inspect.signature(prepare).parameters))
+    if clashing:
+        raise ConfigError(f"--reader-option {', '.join(clashing)}: use prepare's own --{clashing[0]} instead")
     out = prepare(
         args.dataset,
         args.root,
@@ -494,7 +499,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         voi_lut=args.voi_lut,
         split_seed=args.split_seed,
         overwrite=args.overwrite,
-        **dict(args.reader_option),
+        **reader_options,
     )
     manifest = json.loads((out / MANIFEST).read_text())
     counts = manifest["counts"]

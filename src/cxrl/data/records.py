@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
+from cxrl.config import coerce
 from cxrl.data.labels import PATHOLOGIES
-from cxrl.errors import DataError
+from cxrl.errors import ConfigError, DataError
 
 BASE_COLUMNS: tuple[str, ...] = (
     "image_path",
@@ -54,11 +58,46 @@ def load_records(dataset: str, root: str | Path, **options: Any) -> pd.DataFrame
     if not root.is_dir():
         raise DataError(f"{dataset} root {root} is not a folder")
     reader = importlib.import_module(DATASETS[dataset])
-    accepted = [n for n in inspect.signature(reader.load).parameters if n != "root"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise DataError(f"{dataset} reader: unknown option(s) {', '.join(unknown)}; valid: {', '.join(accepted)}")
+    reader_options(dataset, options)
     return finalize_records(reader.load(root, **options), dataset)
+
+
+def reader_options(dataset: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The type hint of each of ``options`` in ``dataset``'s reader; DataError naming any it does not accept."""
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    load = importlib.import_module(DATASETS[dataset]).load
+    hints = {n: typing.get_type_hints(load)[n] for n in inspect.signature(load).parameters if n != "root"}
+    unknown = sorted(set(options) - set(hints))
+    if unknown:
+        raise DataError(f"{dataset} reader: unknown option(s) {', '.join(unknown)}; valid: {', '.join(hints)}")
+    return {name: hints[name] for name in options}
+
+
+def parse_reader_options(dataset: str, pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``cxrl prepare --reader-option``) as typed options of ``dataset``'s reader.
+
+    Each value is read as YAML (``false``, ``3``, ``[PA, AP]``) and checked against the reader's type hint; a list
+    may also be written ``PA,AP``, and a text option keeps the text as written (``version=6``).
+    """
+    raw = dict(pairs)
+    parsed: dict[str, Any] = {}
+    for key, tp in reader_options(dataset, raw).items():
+        value = yaml.safe_load(raw[key]) if raw[key] else None
+        if isinstance(value, str) and _accepts(tp, Sequence) and not _accepts(tp, str):
+            value = [item.strip() for item in value.split(",")]
+        try:
+            parsed[key] = coerce(value, tp, key)
+        except ConfigError as err:
+            if not _accepts(tp, str):
+                raise ConfigError(f"{dataset} reader option {key}={raw[key]!r}: {err}") from err
+            parsed[key] = raw[key]
+    return parsed
+
+
+def _accepts(tp: Any, kind: type) -> bool:
+    """Whether the type hint ``tp`` (or one member of a union) is ``kind`` or a generic of it."""
+    return any(t is kind or typing.get_origin(t) is kind for t in (tp, *typing.get_args(tp)))
 
 
 def finalize_records(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:

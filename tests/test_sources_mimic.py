@@ -173,3 +173,17 @@ def test_report_section_parser():
     assert findings_and_impression("FINAL REPORT\n FINDINGS AND IMPRESSION:  No change.\n") == (None, "No change.")
     no_headers = "Portable chest.\n\nLines and tubes unchanged.\nNo pneumothorax.\n"
     assert findings_and_impression(no_headers) == (None, "Lines and tubes unchanged. No pneumothorax.")
+
+
+def test_test_set_columns_spelled_differently_are_mapped_or_listed(root):
+    path = root / "mimic-cxr-2.1.0-test-set-labeled.csv"
+    table = pd.read_csv(path, dtype={"study_id": str}).drop(columns=["Fracture"])
+    table = table.rename(columns={"No Finding": "No Findings", "Edema": "edema "}).assign(**{"Lung Nodule": 1})
+    table.loc[0, "No Findings"] = 1
+    table.to_csv(path, index=False)
+    rec = load_records("mimic", root)
+    study = rec[rec["study_id"] == "58971208"].iloc[0]
+    assert (study["No Finding"], study["Edema"], study["Lung Opacity"]) == (1, 0, 1)
+    skipped = rec.attrs["skipped"]
+    assert f"{path}:1: column(s) ['Lung Nodule'] are not CheXpert findings and are ignored" in skipped
+    assert f"{path}:1: no column for ['Fracture']: the labeler's values stay for these studies" in skipped

@@ -4,7 +4,9 @@ Images are ``files/p{subject[:2]}/p{subject}/s{study}/{dicom_id}.jpg``; the repo
 ``files/p{subject[:2]}/p{subject}/s{study}.txt``. Study-level labels (CheXpert or NegBio labeler, same value coding
 as CheXpert) fan out to every image of the study; studies without a label row get NaN labels. When
 ``mimic-cxr-2.1.0-test-set-labeled.csv`` is present its radiologist labels replace the labeler's for those
-studies (column ``label_source`` says which). Every file may be plain or gzipped.
+studies (column ``label_source`` says which); its finding columns are matched case- and space-insensitively, with
+"Airspace Opacity" read as Lung Opacity and "No Findings" as No Finding, and any column left unmatched or finding
+left without a column is listed in ``frame.attrs["skipped"]``. Every file may be plain or gzipped.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ PATIENTS = "patients.csv"
 LABELERS = ("chexpert", "negbio")
 SPLITS = {"train": "train", "validate": "valid", "test": "test"}
 VIEWS = {"PA": "PA", "AP": "AP", "LATERAL": "LATERAL", "LL": "LL"}
-TEST_LABEL_NAMES = {"Airspace Opacity": "Lung Opacity"}
+TEST_LABEL_NAMES = {  # the radiologist test set's column names, lower-case and single-spaced, to CheXpert's
+    **{p.lower(): p for p in CHEXPERT_PATHOLOGIES},
+    "airspace opacity": "Lung Opacity",
+    "no findings": "No Finding",
+}
 IDS = {"dicom_id": str, "subject_id": str, "study_id": str}
 
 
@@ -128,9 +134,16 @@ def add_test_labels(frame: pd.DataFrame, root: Path, skipped: Skipped) -> pd.Dat
     path = find_file(root, TEST_LABELS)
     if path is None:
         return frame
-    table = read_csv(path, dtype={"study_id": str}).rename(columns=TEST_LABEL_NAMES)
+    table = read_csv(path, dtype={"study_id": str})
+    table = table.rename(columns=lambda c: TEST_LABEL_NAMES.get(" ".join(str(c).lower().split()), c))
+    require_columns(table, path, ("study_id",))
     columns = [c for c in CHEXPERT_PATHOLOGIES if c in table]
-    require_columns(table, path, ("study_id", *columns))
+    unknown = [c for c in table if c not in (*columns, *IDS)]
+    if unknown:
+        skipped.add(path, 1, f"column(s) {unknown} are not CheXpert findings and are ignored")
+    absent = [c for c in CHEXPERT_PATHOLOGIES if c not in table]
+    if absent:
+        skipped.add(path, 1, f"no column for {absent}: the labeler's values stay for these studies")
     table = coerce_labels(table, columns, path, skipped).drop_duplicates("study_id").set_index("study_id")
     hit = frame["study_id"].isin(table.index)
     out = frame.copy()

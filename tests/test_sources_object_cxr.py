@@ -69,8 +69,8 @@ def test_the_labelled_test_split_of_the_kaggle_copy(root):
 
 @pytest.mark.parametrize(
     "text",
-    ["0 1 2 3", "x 1 2 3 4", "0 1 2 3 a", "1 1 2 3 4 5", "0 nan 1 2 3", "2 1 2 3 4 5 6 7"],
-    ids=["short", "type", "letter", "long", "nan", "odd"],
+    ["0 1 2 3", "x 1 2 3 4", "0 1 2 3 a", "1 1 2 3 4 5", "0 nan 1 2 3"],
+    ids=["short", "type", "letter", "long", "nan"],
 )
 def test_parse_annotation_rejects(text):
     with pytest.raises(ValueError):

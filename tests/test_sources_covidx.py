@@ -90,6 +90,8 @@ SHAPES = {
     "sirmB": "COVID 1 COVID(1).png positive sirm",
     "sirmAt": "COVID 70 COVID(70).png COVID-19 sirm",
     "sirmBt": "COVID 70 COVID(70).png positive sirm",
+    "rsna4": "47c78742-4998-4878-aec4-37b11b1354ac 47c78742-4998-4878-aec4-37b11b1354ac.png normal rsna",
+    "rnsaA": "fe267737-99e1-42b0-ac7f-ffb6f235037a fe267737-99e1-42b0-ac7f-ffb6f235037a.png normal rnsa",
     "rnsa": "fe267737-99e1-42b0-ac7f-ffb6f235037a fe267737-99e1-42b0-ac7f-ffb6f235037a.png negative rnsa",
     "fig1": "COVID-00003b COVID-00003b.jpg COVID-19 fig1",
     "actmed": "ANON56 CR.1.2.840.113654.2.png positive actmed",
@@ -97,13 +99,15 @@ SHAPES = {
 VERSIONS = {  # version: (train shapes, test shapes)
     "1": (["cohen3"], ["rsna3"]),
     "2": (["cohen3"], ["rsna3"]),
+    "3": (["cohen4"], ["rsna3", "fig1"]),
+    "4": (["cohen4"], ["rsna3", "fig1"]),
     "5": (["cohen4"], ["rsna3", "fig1"]),
     "6": (["cohenB"], ["actmed"]),
     "7A": (["cohen4", "sirmA"], ["rsna3", "sirmAt"]),
     "7B": (["cohenB", "sirmB"], ["sirmBt"]),
     "8A": (["cohen4", "sirmA"], ["fig1"]),
     "8B": (["cohenB", "sirmB"], ["actmed"]),
-    "9A": (["cohen4"], ["rsna3"]),
+    "9A": (["cohen4", "rnsaA"], ["rsna4"]),
     "9B": (["cohenB", "rnsa"], ["actmed"]),
 }
 
@@ -132,8 +136,9 @@ def test_every_repository_version_is_read_whole(tmp_path, version):
     if "rsna3" in shapes:
         assert shapes["rsna3"]["patient_id"] == "47c78742-4998-4878-aec4-37b11b1354ac"
         assert shapes["rsna3"]["source"] is None or np.isnan(shapes["rsna3"]["source"])
-    if "rnsa" in shapes:
-        assert shapes["rnsa"]["patient_id"] == "rsna/fe267737-99e1-42b0-ac7f-ffb6f235037a"
+    for rnsa in ("rnsa", "rnsaA"):
+        if rnsa in shapes:
+            assert shapes[rnsa]["patient_id"] == "rsna/fe267737-99e1-42b0-ac7f-ffb6f235037a"
 
 
 def test_a_version_is_chosen_when_several_are_present(tmp_path):

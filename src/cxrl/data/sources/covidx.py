@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cxrl.data.records import SPLITS
-from cxrl.data.sources._common import Skipped, load_split_files, paths_under, read_text
+from cxrl.data.sources._common import Skipped, find_file, load_split_files, paths_under, read_text
 from cxrl.data.splits import OFFICIAL_LEAKAGE, leaking_patients
 from cxrl.errors import ConfigError
 
@@ -61,7 +61,7 @@ def list_files(root: Path, version: str | None) -> tuple[dict[str, str], dict[st
             if match:
                 name = (Path(folder) / match.group(0)).as_posix()
                 repo.setdefault(match["version"] or "1", {}).setdefault(name, match["split"])
-    if version is None and (not repo or any((root / name).exists() for name in KAGGLE_FILES)):
+    if version is None and (not repo or find_file(root, *KAGGLE_FILES) is not None):
         return KAGGLE_FILES, {}
     if version is None and len(repo) > 1:
         raise ConfigError(f"covidx: {root} holds list versions {', '.join(sorted(repo))}; choose one with version=")

@@ -470,7 +470,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         type=_key_value,
-        help="an option of the dataset reader, e.g. labeler=negbio (mimic) or extension=.png (rsna); repeatable",
+        help="an option of the dataset reader, typed by its signature, e.g. labeler=negbio or reports=true (mimic), "
+        "extension=.png (rsna), version=9B or leakage=keep (covidx); repeatable",
     )
     p.set_defaults(func=_run_cli)
 

@@ -209,3 +209,43 @@ def test_layer_decay_scales_encoder_blocks_and_bce_masks_unknown_labels():
     targets = torch.tensor([[1.0, float("nan")], [float("nan"), 0.0]])
     expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([2.0, 3.0]), torch.tensor([1.0, 0.0]))
     assert masked_bce(logits, targets) == pytest.approx(expected.item())
+
+
+def _tiny_finetune(valid_y: np.ndarray):
+    from cxrl.evaluate.finetune import FinetuneSettings, finetune
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (24, 32, 32), dtype=np.uint8)
+    train_y = (rng.random((16, 2)) < 0.5).astype(np.float32)
+    settings = FinetuneSettings(epochs=2, patience=5, batch_size=8, augment=False)
+    return finetune(create_encoder("tiny_cnn"), images[:16], train_y, images[16:], valid_y, 32, settings)
+
+
+def test_finetune_selects_on_validation_loss_when_no_class_has_both_values():
+    # every selection row positive for class 0, negative for class 1: AUROC undefined, so select on the loss
+    valid_y = np.tile(np.array([[1.0, 0.0]], np.float32), (8, 1))
+    model, sel = _tiny_finetune(valid_y)
+    assert sel["best_epoch"] >= 0 and sel["criterion"].startswith("valid loss")
+    best = min(h["valid_loss"] for h in sel["history"])
+    assert sel["valid_loss"] == pytest.approx(best) == sel["history"][sel["best_epoch"]]["valid_loss"]
+
+
+def test_finetune_selects_on_auroc_of_the_classes_with_both_values():
+    valid_y = np.array([[1, 0], [1, 1], [1, 0], [1, 1], [1, 0], [1, 1], [1, 0], [1, 1]], np.float32)
+    _, sel = _tiny_finetune(valid_y)
+    assert sel["best_epoch"] >= 0 and sel["criterion"].startswith("valid macro AUROC over the 1 of 2 classes")
+    assert sel["valid_macro_auroc"] == pytest.approx(max(h["valid_macro_auroc"] for h in sel["history"]))
+
+
+def test_report_names_the_finetune_selection_criterion():
+    from cxrl.evaluate.report import markdown_report
+
+    run = {"fraction": 1.0, "seed": 0, "macro_auroc": 0.7, "macro_auroc_ci": [0.6, 0.8], "notes": [], "per_class": {},
+           "selection": {"best_epoch": 3, "criterion": "valid loss (no class has both label values)"}}
+    metrics = {"encoder": {"name": "e", "num_features": 8, "image_size": 32},
+               "protocol": {"protocol": "finetune", "fractions": [1.0], "seeds": 1, "uncertainty": "ignore",
+                            "threshold_rule": "max_f1", "n_bootstrap": 10},
+               "data": {"source": {"path": "c"}, "target": None, "n_test_rows": 4, "n_test_patients": 2},
+               "pathologies": [], "runs": [run], "summary": {}, "notes": [], "plots": {}}
+    assert "- fine-tuning selection: valid loss (no class has both label values); best epoch (0-based) 100% seed 0: 3" \
+        in markdown_report(metrics)

@@ -128,6 +128,7 @@ def markdown_report(metrics: dict) -> str:
         f"- test rows: {metrics['data']['n_test_rows']} images of {metrics['data']['n_test_patients']} patients; "
         f"bootstrap: {proto['n_bootstrap']} patient resamples",
         f"- pathologies: {', '.join(metrics['pathologies'])}",
+        *_selection_lines(metrics),
         "",
         "## Label efficiency",
         "",
@@ -158,6 +159,16 @@ def markdown_report(metrics: dict) -> str:
     if metrics["notes"] or run["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in metrics["notes"] + run["notes"]] + [""]
     return "\n".join(lines)
+
+
+def _selection_lines(metrics: dict) -> list[str]:
+    """Fine-tuning: the early-stopping criterion used and each run's best epoch (none for the linear probe)."""
+    runs = [r for r in metrics["runs"] if "criterion" in r["selection"]]
+    if not runs:
+        return []
+    criteria = sorted({r["selection"]["criterion"] for r in runs})
+    epochs = ", ".join(f"{r['fraction'] * 100:g}% seed {r['seed']}: {r['selection']['best_epoch']}" for r in runs)
+    return [f"- fine-tuning selection: {'; '.join(criteria)}; best epoch (0-based) {epochs}"]
 
 
 def _ci(ci: list) -> str:

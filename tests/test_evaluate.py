@@ -249,3 +249,12 @@ def test_report_names_the_finetune_selection_criterion():
                "pathologies": [], "runs": [run], "summary": {}, "notes": [], "plots": {}}
     assert "- fine-tuning selection: valid loss (no class has both label values); best epoch (0-based) 100% seed 0: 3" \
         in markdown_report(metrics)
+
+
+def test_bootstrap_zero_gives_no_intervals_and_negative_is_a_clean_error(toy_cache, tmp_path, capsys):
+    m = run_evaluation("random", toy_cache.path, tmp_path / "ev", fractions=[1.0], seeds=1,
+                       **{**QUICK, "n_bootstrap": 0})
+    assert m["runs"][0]["macro_auroc"] is not None and m["runs"][0]["macro_auroc_ci"] == [None, None]
+    assert main(["evaluate", "--encoder", "random", "--data", str(toy_cache.path), "--out", str(tmp_path / "neg"),
+                 "--bootstrap", "-1"]) == 1
+    assert "bootstrap replicates must be >= 0" in capsys.readouterr().err

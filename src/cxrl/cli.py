@@ -8,8 +8,10 @@ an ``overrides`` positional (``key=value ...``) receives overrides written after
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
 
 from cxrl import __version__
@@ -61,13 +63,28 @@ def main(argv: list[str] | None = None) -> int:
         _parser(None).print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit
+        return status
     except CxrlError as e:
         print(f"cxrl {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cxrl {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`cxrl inspect CACHE | head -1`): Python docs' signal recipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 1
+    except OSError as e:
+        if e.filename is None:
+            raise
+        print(f"cxrl {args.command}: error: cannot {_access(e)} {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+def _access(e: OSError) -> str:
+    """``write`` where the errno is about writing (read-only filesystem, no permission or space), else ``access``."""
+    return "write" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT) else "access"
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threshold-rule", choices=("max_f1", "youden"), default="max_f1")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (patients resampled)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (patients resampled); 0: no CIs")
     p.add_argument("--embedding", choices=("umap", "tsne", "none"), default="umap")
     ft = p.add_argument_group("fine-tuning")
     ft.add_argument("--epochs", type=int, help="maximum epochs (default 20)")

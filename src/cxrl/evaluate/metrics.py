@@ -142,8 +142,13 @@ def bootstrap_auroc(
 
     ``groups`` (e.g. patient ids, one per row) makes each replicate draw groups with replacement and keep
     all their rows, so correlated images of one patient do not narrow the interval. Returns ``per_class``
-    ``(K, 2)`` and ``macro`` ``(2,)`` as ``[low, high]``; NaN where a class is undefined in most replicates.
+    ``(K, 2)`` and ``macro`` ``(2,)`` as ``[low, high]``; NaN where a class is undefined in most replicates,
+    and everywhere when ``n_boot`` is 0 (no intervals).
     """
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0 (0: no intervals), found {n_boot}")
+    if n_boot == 0:
+        return {"per_class": np.full((y.shape[1], 2), np.nan), "macro": np.full(2, np.nan)}
     rng = np.random.default_rng(seed)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     _, row_group = np.unique(groups, return_inverse=True)

@@ -64,7 +64,8 @@ def test_a_read_only_filesystem_is_named_as_a_write_error(tmp_path, monkeypatch,
     evaluation = _eval_dir(tmp_path)
     monkeypatch.setattr(Path, "write_text", read_only)
     assert main(["compare", str(evaluation), "--out", str(tmp_path / "t.md")]) == 1
-    assert capsys.readouterr().err.strip() == f"cxrl compare: error: cannot write {tmp_path / 't.md'}: Read-only file system"
+    expected = f"cxrl compare: error: cannot write {tmp_path / 't.md'}: Read-only file system"
+    assert capsys.readouterr().err.strip() == expected
 
 
 def test_a_closed_stdout_ends_quietly(toy_cache):

@@ -78,7 +78,7 @@ class EvalConfig:
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, found {self.seeds}")
         if self.n_bootstrap < 0:
-            raise ConfigError(f"bootstrap replicates must be >= 0 (0: no confidence intervals), found {self.n_bootstrap}")
+            raise ConfigError(f"bootstrap replicates must be >= 0 (0: no intervals), found {self.n_bootstrap}")
         unknown = sorted(set(self.pathologies or ()) - set(PATHOLOGIES))
         if unknown:
             raise ConfigError(f"unknown pathologies {unknown}; valid: {', '.join(PATHOLOGIES)}")

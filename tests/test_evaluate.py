@@ -258,3 +258,10 @@ def test_bootstrap_zero_gives_no_intervals_and_negative_is_a_clean_error(toy_cac
     assert main(["evaluate", "--encoder", "random", "--data", str(toy_cache.path), "--out", str(tmp_path / "neg"),
                  "--bootstrap", "-1"]) == 1
     assert "bootstrap replicates must be >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fractions", ["0.1,,1", "0.1,1,", ",0.1"])
+def test_an_empty_fraction_is_refused(fractions, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--encoder", "random", "--data", "c", "--out", "o", "--fractions", fractions])
+    assert f"expected comma-separated numbers, found '{fractions}'" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from cxrl.errors import ConfigError
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        return [float(x) for x in text.split(",")]  # an empty item ("0.1,,1") is an error, not skipped
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from e
 

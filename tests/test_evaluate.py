@@ -265,3 +265,26 @@ def test_an_empty_fraction_is_refused(fractions, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--encoder", "random", "--data", "c", "--out", "o", "--fractions", fractions])
     assert f"expected comma-separated numbers, found '{fractions}'" in capsys.readouterr().err
+
+
+def test_pathologies_without_labels_and_too_few_positives_are_explained(toy_cache, tmp_path):
+    def no_labels(records):
+        records[["Cardiomegaly", "Edema", "Pleural Effusion"]] = np.nan
+
+    bare = _variant(toy_cache, tmp_path / "bare", no_labels)
+    with pytest.raises(DataError, match="none of --pathologies Edema has labels .*; the cache holds no labels"):
+        run_evaluation("random", bare.path, tmp_path / "ev", fractions=[1.0], seeds=1,
+                       **{**QUICK, "pathologies": ["Edema"]})
+    with pytest.raises(DataError, match="lower --min-positives"):
+        run_evaluation("random", bare.path, tmp_path / "ev", fractions=[1.0], seeds=1, **QUICK)
+
+    def rare_edema(records):
+        test = (records["split"] == "test").to_numpy()
+        records.loc[test, "Edema"] = 0.0
+        records.loc[records.index[test][0], "Edema"] = 1.0
+
+    rare = _variant(toy_cache, tmp_path / "rare", rare_edema)
+    m = run_evaluation("random", rare.path, tmp_path / "ev2", fractions=[1.0], seeds=1, **QUICK)
+    assert "Edema" not in m["pathologies"]
+    note = next(n for n in m["notes"] if n.startswith("left out"))
+    assert "fewer than --min-positives 2 positives or negatives" in note and ", test 1+/" in note and "Edema" in note

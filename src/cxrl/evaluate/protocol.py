@@ -245,30 +245,43 @@ def _selection_split(records: pd.DataFrame, cfg: EvalConfig, has_target: bool) -
 
 
 def _choose_pathologies(train_y, test_y, cfg: EvalConfig, notes: list[str], transfer: bool) -> list[str]:
-    def enough(y: np.ndarray, k: int) -> bool:
-        return int((y[:, k] == 1).sum()) >= cfg.min_positives and int((y[:, k] == 0).sum()) >= cfg.min_positives
-
+    """``cfg.pathologies`` that have labels in train and test, else every pathology with >= ``min_positives``
+    positives and negatives in both; the left-out ones are named in ``notes`` with their counts."""
+    test_rows = "target test" if transfer else "test"
+    counts = {
+        p: (_pos_neg(train_y[:, k]), _pos_neg(test_y[:, k]))
+        for k, p in enumerate(PATHOLOGIES)
+        if p in (cfg.pathologies or PATHOLOGIES)
+    }
     if cfg.pathologies:
-        chosen = [
-            p
-            for p in cfg.pathologies
-            if (~np.isnan(test_y[:, PATHOLOGIES.index(p)])).any()
-            and (~np.isnan(train_y[:, PATHOLOGIES.index(p)])).any()
-        ]
-        dropped = sorted(set(cfg.pathologies) - set(chosen))
-        if dropped:
-            notes.append(f"dropped (no labels in train or test): {', '.join(dropped)}")
+        chosen = [p for p in cfg.pathologies if sum(counts[p][0]) and sum(counts[p][1])]
+        why = "no labels in the train or test rows"
     else:
-        chosen = [p for k, p in enumerate(PATHOLOGIES) if enough(train_y, k) and enough(test_y, k)]
+        chosen = [p for p, c in counts.items() if min(*c[0], *c[1]) >= cfg.min_positives]
+        why = f"fewer than --min-positives {cfg.min_positives} positives or negatives in the train or test rows"
+    left_out = [f"{p} (train {c[0][0]}+/{c[0][1]}-, {test_rows} {c[1][0]}+/{c[1][1]}-)"
+                for p, c in counts.items() if p not in chosen and (sum(c[0]) or sum(c[1]))]
+    if left_out:
+        notes.append(f"left out, {why}: {', '.join(left_out)}")
+        log.info("pathologies %s", notes[-1])
     if not chosen:
-        where = "shared by the source train and target test rows" if transfer else "in the train and test rows"
+        where = f"in the source train and {test_rows} rows"
+        if cfg.pathologies:
+            raise DataError(
+                f"none of --pathologies {', '.join(cfg.pathologies)} has labels {where}"
+                + (f"; labelled there: {', '.join(left_out)}" if left_out else "; the cache holds no labels")
+            )
         raise DataError(
             f"no pathology has >= {cfg.min_positives} positives and negatives {where}; "
-            "pass --pathologies or lower min_positives"
+            "lower --min-positives or name some with --pathologies"
         )
     if transfer:
         notes.append(f"transfer: {len(chosen)} shared pathologies: {', '.join(chosen)}")
     return chosen
+
+
+def _pos_neg(y: np.ndarray) -> tuple[int, int]:
+    return int((y == 1).sum()), int((y == 0).sum())
 
 
 def _run_all(

@@ -80,3 +80,23 @@ def test_a_closed_stdout_ends_quietly(toy_cache):
     finally:
         os.close(write)
     assert done.returncode == 1 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_an_argument_without_equals_is_blamed_alone(capsys):
+    from cxrl.cli import parse
+
+    with pytest.raises(SystemExit):
+        parse(["pretrain", "simclr", "--data", "c", "--out", "r", "lr=0.1", "foo", "max_steps=2"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: foo (a config override is key=value)" in err and "lr=0.1" not in err
+
+
+def test_bad_overrides_are_all_named_and_only_they():
+    from cxrl.config import parse_overrides
+    from cxrl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_overrides(["lr=0.2", "foo", "=3", "max_steps=2"])
+    message = str(info.value)
+    assert message.startswith("override(s) 'foo', '=3': expected key=value") and "0.2" not in message
+    assert "max_steps" not in message

@@ -45,11 +45,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     """Parse a command line; ``key=value`` extras after the options join ``args.overrides`` where there is one."""
     parser = _parser(next((a for a in argv if a in COMMANDS), None))
     args, extras = parser.parse_known_args(argv)
-    if extras and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extras):
-        args.overrides = [*args.overrides, *extras]
-    elif extras:
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    takes_overrides = hasattr(args, "overrides")
+    if takes_overrides:  # only the extras that are not key=value are unrecognized
+        args.overrides = [*args.overrides, *(e for e in extras if _is_override(e))]
+        extras = [e for e in extras if not _is_override(e)]
+    if extras:
+        hint = " (a config override is key=value)" if takes_overrides else ""
+        parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
     return args
+
+
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -288,3 +288,17 @@ def test_pathologies_without_labels_and_too_few_positives_are_explained(toy_cach
     assert "Edema" not in m["pathologies"]
     note = next(n for n in m["notes"] if n.startswith("left out"))
     assert "fewer than --min-positives 2 positives or negatives" in note and ", test 1+/" in note and "Edema" in note
+
+
+def test_encoder_without_export_or_a_checkpoint_says_how_to_get_one(toy_cache, tmp_path, capsys):
+    stopped = tmp_path / "stopped-run"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "checkpoints" / "last.ckpt").write_bytes(b"not unpickled")
+    for encoder, expected in (
+        (stopped, "its pre-training stopped before the end: `cxrl pretrain METHOD --data CACHE --out RUN --resume`"),
+        (stopped / "checkpoints" / "last.ckpt", "a Lightning training checkpoint, which cxrl never unpickles"),
+    ):
+        assert main(["evaluate", "--encoder", str(encoder), "--data", str(toy_cache.path), "--out",
+                     str(tmp_path / "ev")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"cxrl evaluate: error: --encoder {encoder}: ") and expected in err

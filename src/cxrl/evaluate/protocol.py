@@ -175,6 +175,7 @@ def resolve_encoder(encoder: str | Path | nn.Module, cfg: EvalConfig) -> tuple[n
     else:
         from cxrl.models import load_encoder
 
+        check_export(Path(encoder))
         model, meta = load_encoder(encoder)
         path = Path(encoder).resolve()
         run_dir = path if path.is_dir() else path.parent
@@ -188,6 +189,24 @@ def resolve_encoder(encoder: str | Path | nn.Module, cfg: EvalConfig) -> tuple[n
     info["num_features"] = int(getattr(model, "num_features", 0))
     info["fingerprint"] = encoder_fingerprint(model)
     return model, info
+
+
+def check_export(path: Path) -> None:
+    """Refuse a training checkpoint, or a run folder without an exported encoder, saying how to get one."""
+    from cxrl.models.export import WEIGHTS_FILE  # imports timm: only when a saved encoder is asked for
+
+    resume = "`cxrl pretrain METHOD --data CACHE --out RUN --resume` finishes a stopped run and exports it"
+    if path.suffix == ".ckpt":
+        raise DataError(
+            f"--encoder {path}: a Lightning training checkpoint, which cxrl never unpickles; pass the run folder "
+            f"once it holds {WEIGHTS_FILE} ({resume})"
+        )
+    if path.is_dir() and not (path / WEIGHTS_FILE).is_file():
+        stopped = (path / "checkpoints" / "last.ckpt").is_file()
+        raise DataError(
+            f"--encoder {path}: no exported encoder ({WEIGHTS_FILE}) in it; "
+            + (f"its pre-training stopped before the end: {resume}" if stopped else "is it a `cxrl pretrain` run?")
+        )
 
 
 def prepare_data(source: Cache, target: Cache | None, cfg: EvalConfig) -> EvalData:

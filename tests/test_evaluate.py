@@ -302,3 +302,12 @@ def test_encoder_without_export_or_a_checkpoint_says_how_to_get_one(toy_cache, t
                      str(tmp_path / "ev")]) == 1
         err = capsys.readouterr().err
         assert err.startswith(f"cxrl evaluate: error: --encoder {encoder}: ") and expected in err
+
+
+def test_protocol_names_the_backbone_evaluated_and_the_report_reads_plainly(toy_cache, run_dir, tmp_path):
+    m = run_evaluation(run_dir, toy_cache.path, tmp_path / "ev", fractions=[0.5, 1.0], seeds=2,
+                       **{**QUICK, "backbone": "resnet18"})
+    assert m["protocol"]["backbone"] == "tiny_cnn" == m["encoder"]["backbone"]
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert "label fractions 50%, 100%; 2 seeds per fraction;" in md
+    assert "train images: images in each seed's label subset" in md

@@ -60,7 +60,7 @@ class EvalConfig:
     c_grid: list[float] = field(default_factory=lambda: list(DEFAULT_C_GRID))
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     embedding: str = "umap"  # umap | tsne | none: 2-D map of test embeddings in the report
-    backbone: str = "resnet18"  # architecture of a random encoder
+    backbone: str = "resnet18"  # architecture of a random encoder; metrics.json records the one evaluated
 
     def __post_init__(self) -> None:
         checks = {
@@ -118,6 +118,7 @@ def run_evaluation(
     source = open_cache(data)
     target_cache = open_cache(target) if target is not None else None
     model, encoder_info = resolve_encoder(encoder, cfg)
+    cfg = dataclasses.replace(cfg, backbone=str(encoder_info["backbone"]))  # a saved encoder names its own
     size = int(cfg.image_size or encoder_info.get("image_size") or source.image_size)
     dev = resolve_device(cfg.device)
     ev = prepare_data(source, target_cache, cfg)

@@ -311,3 +311,17 @@ def test_protocol_names_the_backbone_evaluated_and_the_report_reads_plainly(toy_
     md = (tmp_path / "ev" / "report.md").read_text()
     assert "label fractions 50%, 100%; 2 seeds per fraction;" in md
     assert "train images: images in each seed's label subset" in md
+
+
+def test_evaluate_refuses_to_overwrite_an_evaluation_without_overwrite(toy_cache, tmp_path, capsys):
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    args = ["evaluate", "--encoder", "random", "--backbone", "tiny_cnn", "--data", str(toy_cache.path), "--out",
+            str(out), "--fractions", "1", "--seeds", "1", "--min-positives", "2", "--bootstrap", "10",
+            "--embedding", "none", "--device", "cpu"]
+    assert main(args) == 1
+    assert f"{out} already holds an evaluation (metrics.json): pass --overwrite" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "{}"
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["runs"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cxrl.errors import ConfigError
 
@@ -35,6 +36,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=3, help="label-subset seeds per fraction (default 3)")
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the evaluation already in --out")
     p.add_argument("--pathologies", type=_names, help="comma-separated canonical names (default: enough positives)")
     p.add_argument("--min-positives", type=int, default=5, help="default pathology filter (train and test)")
     p.add_argument("--uncertainty", choices=("ignore", "zeros", "ones"), default="ignore")
@@ -59,6 +61,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.encoder != "random" and args.backbone != "resnet18":
         raise ConfigError("--backbone applies to --encoder random only; a RUN dir names its own backbone")
+    if (Path(args.out) / "metrics.json").exists() and not args.overwrite:
+        raise ConfigError(f"{args.out} already holds an evaluation (metrics.json): pass --overwrite or another --out")
     run_evaluation(
         args.encoder,
         args.data,

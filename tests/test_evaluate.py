@@ -325,3 +325,20 @@ def test_evaluate_refuses_to_overwrite_an_evaluation_without_overwrite(toy_cache
     assert (out / "metrics.json").read_text() == "{}"
     assert main([*args, "--overwrite"]) == 0
     assert json.loads((out / "metrics.json").read_text())["runs"]
+
+
+def test_label_efficiency_legend_covers_no_point(tmp_path, monkeypatch):
+    from cxrl.evaluate import plots
+
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)  # keep the figure to measure it
+    summary = {str(f): {"fraction": f, "macro_auroc_mean": m, "macro_auroc_std": 0.01, "macro_auroc_values": [m]}
+               for f, m in ((0.1, 0.8), (1.0, 0.6))}  # a falling curve puts the 100 % point bottom right
+    plots.label_efficiency(summary, tmp_path / "le.png", "a-rather-long-encoder-name")
+    fig = figures[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent()
+    points = ax.transData.transform([(f * 100, m) for f, m in ((0.1, 0.8), (1.0, 0.6))])
+    assert not any(box.contains(x, y) for x, y in points)
+    assert box.x1 <= fig.bbox.x1  # and the legend is inside the image

@@ -272,7 +272,7 @@ def test_pathologies_without_labels_and_too_few_positives_are_explained(toy_cach
         records[["Cardiomegaly", "Edema", "Pleural Effusion"]] = np.nan
 
     bare = _variant(toy_cache, tmp_path / "bare", no_labels)
-    with pytest.raises(DataError, match="none of --pathologies Edema has labels .*; the cache holds no labels"):
+    with pytest.raises(DataError, match="none of --pathologies Edema has labels .*; those rows hold none of them"):
         run_evaluation("random", bare.path, tmp_path / "ev", fractions=[1.0], seeds=1,
                        **{**QUICK, "pathologies": ["Edema"]})
     with pytest.raises(DataError, match="lower --min-positives"):

@@ -289,7 +289,7 @@ def _choose_pathologies(train_y, test_y, cfg: EvalConfig, notes: list[str], tran
         if cfg.pathologies:
             raise DataError(
                 f"none of --pathologies {', '.join(cfg.pathologies)} has labels {where}"
-                + (f"; labelled there: {', '.join(left_out)}" if left_out else "; the cache holds no labels")
+                + (f"; labelled there: {', '.join(left_out)}" if left_out else "; those rows hold none of them")
             )
         raise DataError(
             f"no pathology has >= {cfg.min_positives} positives and negatives {where}; "

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from _timing import machine_line
 from PIL import Image
 
 from cxrl.data.cache import open_cache
@@ -85,6 +86,7 @@ def main() -> None:
         cache_rate = time_cache(tmp / "cache", epochs=5)
     print(f"(a) cache memmap batches of {BATCH}: {cache_rate:,.0f} images/s")
     print(f"(b) PIL decode {SOURCE_SIZE}px JPEG + resize to {CACHE_SIZE}: {pil_rate:,.0f} images/s")
+    print(machine_line())
     print(f"cache_read ratio={cache_rate / pil_rate:.1f}")
 
 

@@ -27,7 +27,7 @@ import argparse
 
 import numpy as np
 import torch
-from _timing import interleaved_best_times
+from _timing import interleaved_best_times, machine_line
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
@@ -127,6 +127,7 @@ def main() -> None:
         f"{seconds['sklearn']:.3f} s, cxrl batched L-BFGS {seconds['cxrl']:.3f} s"
     )
     assert diff <= 0.005, f"macro AUROC differs by {diff:.5f} > 0.005"
+    print(machine_line())
     print(f"linear_probe ratio={seconds['sklearn'] / seconds['cxrl']:.2f}")
 
 

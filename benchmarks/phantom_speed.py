@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import machine_line
+
 from cxrl.data.phantom import write_dataset
 from cxrl.data.phantom.layouts import LAYOUTS
 
@@ -37,6 +39,7 @@ def main() -> None:
     print(f"{args.n} images at {args.size} px, {args.workers} workers, {args.layout}: {seconds:.1f} s wall")
     print(f"CPU time {1000 * cpu / args.n:.1f} ms/image (all processes); on {args.workers} idle cores that is "
           f"{args.workers * args.n / cpu:.1f} images/s - the wall figure below is lower when the machine is shared")
+    print(machine_line())
     print(f"phantom images_per_s={args.n / seconds:.1f}")
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 import torch
+from _timing import machine_line
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms import SimCLRTransform
@@ -174,6 +175,7 @@ def main() -> None:
     print(f"{args.backbone} {args.size}px batch {args.batch} on {args.device} ({args.precision}), {args.steps} steps")
     for name, r in rate.items():
         print(f"  {name:8s} {r:8.1f} images/s")
+    print(machine_line(torch.cuda.get_device_name() if args.device.startswith("cuda") else None))
     print(f"pretrain_throughput ratio={rate['cxrl'] / rate['lightly']:.3f}")
 
 

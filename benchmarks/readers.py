@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import torchxrayvision as xrv
-from _timing import interleaved_best_times
+from _timing import interleaved_best_times, machine_line
 
 from cxrl.data.records import load_records
 
@@ -51,6 +51,7 @@ def main() -> None:
             ours_s, peer_s = seconds["cxrl"], seconds["torchxrayvision"]
             ratios[name] = ours_s / peer_s
             print(f"{name}: cxrl {ours_s:.2f} s, torchxrayvision {peer_s:.2f} s, ratio {ratios[name]:.2f}")
+    print(machine_line())
     print(f"readers ratio={ratios['chexpert']:.3f}")
 
 

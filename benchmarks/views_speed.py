@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import torch
+from _timing import machine_line
 from lightly.transforms import SimCLRTransform
 from PIL import Image
 
@@ -56,6 +57,7 @@ def main() -> None:
             totals[name] += time.perf_counter() - start
     for name, seconds in totals.items():
         print(f"{name}: {args.rounds * args.batch / seconds:.1f} images/s (2 views of {args.size} px)")
+    print(machine_line(torch.cuda.get_device_name() if args.device.startswith("cuda") else None))
     print(f"views_speed ratio={totals['lightly'] / totals['cxrl']:.2f}")
 
 

@@ -85,3 +85,35 @@ def test_compare_reads_real_evaluations(toy_cache, tmp_path):
     rows = load_rows(find_evaluations([tmp_path / "a", tmp_path / "b"]))
     assert [set(r["auroc"]) for r in rows] == [{"0.5", "1.0"}, {"1.0"}]
     assert format_table(rows).count("random-tiny_cnn") == 2
+
+
+def test_evaluations_of_different_caches_or_pathologies_get_columns_and_a_warning(tmp_path, capsys):
+    paths = []
+    for name, cache, pathologies in (("a", "/c/chexpert", ["Edema"]), ("b", "/c/mimic", ["Edema", "Atelectasis"])):
+        metrics = {**_metrics(name, "simclr", {"1.0": (0.8, 0.0)}), "pathologies": pathologies}
+        metrics["data"]["source"]["path"] = cache
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+        paths.append(str(tmp_path / name))
+    assert main(["compare", *paths]) == 0
+    out, err = capsys.readouterr()
+    assert "| encoder | method | protocol | evaluation | data | pathologies | 100% labels |" in out
+    assert "| a | simclr | linear | a | chexpert | #1 (1) | 0.800 ± 0.000 |" in out
+    assert "| b | simclr | linear | b | mimic | #2 (2) | 0.800 ± 0.000 |" in out
+    assert "- pathologies #2 (2): Edema, Atelectasis" in out
+    assert "different caches or pathology sets" in err
+
+
+def test_a_file_that_is_not_a_metrics_file_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "weights.bin").write_bytes(b"\xff\xfe\x00")
+    for name in ("notes.txt", "weights.bin"):
+        assert main(["compare", str(tmp_path / name)]) == 1
+        assert f"{tmp_path / name}: not a cxrl metrics.json" in capsys.readouterr().err
+
+
+def test_compare_out_says_where_it_wrote(evals, tmp_path, capsys):
+    out_md, out_json = tmp_path / "table.md", tmp_path / "rows.json"
+    assert main(["compare", *map(str, evals), "--out", str(out_md), "--json", str(out_json)]) == 0
+    err = capsys.readouterr().err
+    assert f"written to {out_md}" in err and f"written to {out_json}" in err

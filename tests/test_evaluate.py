@@ -209,3 +209,136 @@ def test_layer_decay_scales_encoder_blocks_and_bce_masks_unknown_labels():
     targets = torch.tensor([[1.0, float("nan")], [float("nan"), 0.0]])
     expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([2.0, 3.0]), torch.tensor([1.0, 0.0]))
     assert masked_bce(logits, targets) == pytest.approx(expected.item())
+
+
+def _tiny_finetune(valid_y: np.ndarray):
+    from cxrl.evaluate.finetune import FinetuneSettings, finetune
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (24, 32, 32), dtype=np.uint8)
+    train_y = (rng.random((16, 2)) < 0.5).astype(np.float32)
+    settings = FinetuneSettings(epochs=2, patience=5, batch_size=8, augment=False)
+    return finetune(create_encoder("tiny_cnn"), images[:16], train_y, images[16:], valid_y, 32, settings)
+
+
+def test_finetune_selects_on_validation_loss_when_no_class_has_both_values():
+    # every selection row positive for class 0, negative for class 1: AUROC undefined, so select on the loss
+    valid_y = np.tile(np.array([[1.0, 0.0]], np.float32), (8, 1))
+    model, sel = _tiny_finetune(valid_y)
+    assert sel["best_epoch"] >= 0 and sel["criterion"].startswith("valid loss")
+    best = min(h["valid_loss"] for h in sel["history"])
+    assert sel["valid_loss"] == pytest.approx(best) == sel["history"][sel["best_epoch"]]["valid_loss"]
+
+
+def test_finetune_selects_on_auroc_of_the_classes_with_both_values():
+    valid_y = np.array([[1, 0], [1, 1], [1, 0], [1, 1], [1, 0], [1, 1], [1, 0], [1, 1]], np.float32)
+    _, sel = _tiny_finetune(valid_y)
+    assert sel["best_epoch"] >= 0 and sel["criterion"].startswith("valid macro AUROC over the 1 of 2 classes")
+    assert sel["valid_macro_auroc"] == pytest.approx(max(h["valid_macro_auroc"] for h in sel["history"]))
+
+
+def test_report_names_the_finetune_selection_criterion():
+    from cxrl.evaluate.report import markdown_report
+
+    run = {"fraction": 1.0, "seed": 0, "macro_auroc": 0.7, "macro_auroc_ci": [0.6, 0.8], "notes": [], "per_class": {},
+           "selection": {"best_epoch": 3, "criterion": "valid loss (no class has both label values)"}}
+    metrics = {"encoder": {"name": "e", "num_features": 8, "image_size": 32},
+               "protocol": {"protocol": "finetune", "fractions": [1.0], "seeds": 1, "uncertainty": "ignore",
+                            "threshold_rule": "max_f1", "n_bootstrap": 10},
+               "data": {"source": {"path": "c"}, "target": None, "n_test_rows": 4, "n_test_patients": 2},
+               "pathologies": [], "runs": [run], "summary": {}, "notes": [], "plots": {}}
+    assert "- fine-tuning selection: valid loss (no class has both label values); best epoch (0-based) 100% seed 0: 3" \
+        in markdown_report(metrics)
+
+
+def test_bootstrap_zero_gives_no_intervals_and_negative_is_a_clean_error(toy_cache, tmp_path, capsys):
+    m = run_evaluation("random", toy_cache.path, tmp_path / "ev", fractions=[1.0], seeds=1,
+                       **{**QUICK, "n_bootstrap": 0})
+    assert m["runs"][0]["macro_auroc"] is not None and m["runs"][0]["macro_auroc_ci"] == [None, None]
+    assert main(["evaluate", "--encoder", "random", "--data", str(toy_cache.path), "--out", str(tmp_path / "neg"),
+                 "--bootstrap", "-1"]) == 1
+    assert "bootstrap replicates must be >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fractions", ["0.1,,1", "0.1,1,", ",0.1"])
+def test_an_empty_fraction_is_refused(fractions, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--encoder", "random", "--data", "c", "--out", "o", "--fractions", fractions])
+    assert f"expected comma-separated numbers, found '{fractions}'" in capsys.readouterr().err
+
+
+def test_pathologies_without_labels_and_too_few_positives_are_explained(toy_cache, tmp_path):
+    def no_labels(records):
+        records[["Cardiomegaly", "Edema", "Pleural Effusion"]] = np.nan
+
+    bare = _variant(toy_cache, tmp_path / "bare", no_labels)
+    with pytest.raises(DataError, match="none of --pathologies Edema has labels .*; those rows hold none of them"):
+        run_evaluation("random", bare.path, tmp_path / "ev", fractions=[1.0], seeds=1,
+                       **{**QUICK, "pathologies": ["Edema"]})
+    with pytest.raises(DataError, match="lower --min-positives"):
+        run_evaluation("random", bare.path, tmp_path / "ev", fractions=[1.0], seeds=1, **QUICK)
+
+    def rare_edema(records):
+        test = (records["split"] == "test").to_numpy()
+        records.loc[test, "Edema"] = 0.0
+        records.loc[records.index[test][0], "Edema"] = 1.0
+
+    rare = _variant(toy_cache, tmp_path / "rare", rare_edema)
+    m = run_evaluation("random", rare.path, tmp_path / "ev2", fractions=[1.0], seeds=1, **QUICK)
+    assert "Edema" not in m["pathologies"]
+    note = next(n for n in m["notes"] if n.startswith("left out"))
+    assert "fewer than --min-positives 2 positives or negatives" in note and ", test 1+/" in note and "Edema" in note
+
+
+def test_encoder_without_export_or_a_checkpoint_says_how_to_get_one(toy_cache, tmp_path, capsys):
+    stopped = tmp_path / "stopped-run"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "checkpoints" / "last.ckpt").write_bytes(b"not unpickled")
+    for encoder, expected in (
+        (stopped, "its pre-training stopped before the end: `cxrl pretrain METHOD --data CACHE --out RUN --resume`"),
+        (stopped / "checkpoints" / "last.ckpt", "a Lightning training checkpoint, which cxrl never unpickles"),
+    ):
+        assert main(["evaluate", "--encoder", str(encoder), "--data", str(toy_cache.path), "--out",
+                     str(tmp_path / "ev")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"cxrl evaluate: error: --encoder {encoder}: ") and expected in err
+
+
+def test_protocol_names_the_backbone_evaluated_and_the_report_reads_plainly(toy_cache, run_dir, tmp_path):
+    m = run_evaluation(run_dir, toy_cache.path, tmp_path / "ev", fractions=[0.5, 1.0], seeds=2,
+                       **{**QUICK, "backbone": "resnet18"})
+    assert m["protocol"]["backbone"] == "tiny_cnn" == m["encoder"]["backbone"]
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert "label fractions 50%, 100%; 2 seeds per fraction;" in md
+    assert "train images: images in each seed's label subset" in md
+
+
+def test_evaluate_refuses_to_overwrite_an_evaluation_without_overwrite(toy_cache, tmp_path, capsys):
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    args = ["evaluate", "--encoder", "random", "--backbone", "tiny_cnn", "--data", str(toy_cache.path), "--out",
+            str(out), "--fractions", "1", "--seeds", "1", "--min-positives", "2", "--bootstrap", "10",
+            "--embedding", "none", "--device", "cpu"]
+    assert main(args) == 1
+    assert f"{out} already holds an evaluation (metrics.json): pass --overwrite" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "{}"
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["runs"]
+
+
+def test_label_efficiency_legend_covers_no_point(tmp_path, monkeypatch):
+    from cxrl.evaluate import plots
+
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)  # keep the figure to measure it
+    summary = {str(f): {"fraction": f, "macro_auroc_mean": m, "macro_auroc_std": 0.01, "macro_auroc_values": [m]}
+               for f, m in ((0.1, 0.8), (1.0, 0.6))}  # a falling curve puts the 100 % point bottom right
+    plots.label_efficiency(summary, tmp_path / "le.png", "a-rather-long-encoder-name")
+    fig = figures[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent()
+    points = ax.transData.transform([(f * 100, m) for f, m in ((0.1, 0.8), (1.0, 0.6))])
+    assert not any(box.contains(x, y) for x, y in points)
+    assert box.x1 <= fig.bbox.x1  # and the legend is inside the image

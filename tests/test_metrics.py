@@ -104,3 +104,15 @@ def test_evaluate_scores_is_json_ready():
     out = M.evaluate_scores(y, s, M.choose_thresholds(y, s), list("ABCD"), n_boot=20)
     text = json.dumps(out, allow_nan=False)
     assert "macro_auroc_ci" in text and set(out["per_class"]["A"]) >= {"auroc", "ap", "f1", "kappa", "confusion"}
+
+
+def test_f1_kappa_precision_are_nan_without_positives_or_negatives_and_left_out_of_macros():
+    y, s = _data(k=3, missing=0.0)
+    y[:, 1], y[:, 2] = 0.0, 1.0  # class B: no positives; class C: no negatives
+    thresholds = np.array([0.5, -10.0, 10.0])  # B predicts positives (FP), C predicts negatives (FN)
+    result = M.evaluate_scores(y, s, thresholds, ["A", "B", "C"], n_boot=20)
+    for name in ("B", "C"):
+        assert [result["per_class"][name][m] for m in ("f1", "kappa", "precision")] == [None, None, None]
+    for metric in ("f1", "kappa", "precision"):
+        assert result[f"macro_{metric}"] == pytest.approx(result["per_class"]["A"][metric])
+    assert any(n.startswith("B:") and "F1, kappa and precision" in n and "left out" in n for n in result["notes"])

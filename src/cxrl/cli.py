@@ -8,8 +8,10 @@ an ``overrides`` positional (``key=value ...``) receives overrides written after
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
 
 from cxrl import __version__
@@ -43,11 +45,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     """Parse a command line; ``key=value`` extras after the options join ``args.overrides`` where there is one."""
     parser = _parser(next((a for a in argv if a in COMMANDS), None))
     args, extras = parser.parse_known_args(argv)
-    if extras and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extras):
-        args.overrides = [*args.overrides, *extras]
-    elif extras:
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    takes_overrides = hasattr(args, "overrides")
+    if takes_overrides:  # only the extras that are not key=value are unrecognized
+        args.overrides = [*args.overrides, *(e for e in extras if _is_override(e))]
+        extras = [e for e in extras if not _is_override(e)]
+    if extras:
+        hint = " (a config override is key=value)" if takes_overrides else ""
+        parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
     return args
+
+
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,13 +70,28 @@ def main(argv: list[str] | None = None) -> int:
         _parser(None).print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit
+        return status
     except CxrlError as e:
         print(f"cxrl {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cxrl {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`cxrl inspect CACHE | head -1`): Python docs' signal recipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 1
+    except OSError as e:
+        if e.filename is None:
+            raise
+        print(f"cxrl {args.command}: error: cannot {_access(e)} {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+def _access(e: OSError) -> str:
+    """``write`` where the errno is about writing (read-only filesystem, no permission or space), else ``access``."""
+    return "write" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT) else "access"
 
 
 if __name__ == "__main__":

@@ -34,11 +34,12 @@ def valid_keys(cls: type) -> list[str]:
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     """``["a.b=1", "c=[1,2]"]`` -> nested dict with YAML-parsed values."""
+    bad = [item for item in overrides if "=" not in item or not item.partition("=")[0].strip()]
+    if bad:
+        raise ConfigError(f"override(s) {', '.join(map(repr, bad))}: expected key=value, e.g. lr=0.1")
     out: dict[str, Any] = {}
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value")
+        key, _, raw = item.partition("=")
         node = out
         *parents, leaf = key.strip().split(".")
         for p in parents:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cxrl.errors import ConfigError
 
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        return [float(x) for x in text.split(",")]  # an empty item ("0.1,,1") is an error, not skipped
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from e
 
@@ -35,6 +36,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=3, help="label-subset seeds per fraction (default 3)")
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the evaluation already in --out")
     p.add_argument("--pathologies", type=_names, help="comma-separated canonical names (default: enough positives)")
     p.add_argument("--min-positives", type=int, default=5, help="default pathology filter (train and test)")
     p.add_argument("--uncertainty", choices=("ignore", "zeros", "ones"), default="ignore")
@@ -43,7 +45,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threshold-rule", choices=("max_f1", "youden"), default="max_f1")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (patients resampled)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (patients resampled); 0: no CIs")
     p.add_argument("--embedding", choices=("umap", "tsne", "none"), default="umap")
     ft = p.add_argument_group("fine-tuning")
     ft.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
@@ -59,6 +61,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.encoder != "random" and args.backbone != "resnet18":
         raise ConfigError("--backbone applies to --encoder random only; a RUN dir names its own backbone")
+    if (Path(args.out) / "metrics.json").exists() and not args.overwrite:
+        raise ConfigError(f"{args.out} already holds an evaluation (metrics.json): pass --overwrite or another --out")
     run_evaluation(
         args.encoder,
         args.data,

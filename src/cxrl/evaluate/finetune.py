@@ -1,13 +1,15 @@
 """Fine-tuning: the whole encoder plus a linear head, masked BCE, AdamW, optional layer-wise LR decay.
 
 Training images go through CXR-safe augmentation (:mod:`cxrl.transforms`, seeded per image and epoch);
-validation uses the evaluation view. Early stopping watches the validation macro AUROC and the best
+validation uses the evaluation view. Early stopping watches the validation macro AUROC over the classes with
+both label values in the validation rows (else, when no class has both, the validation loss), and the best
 weights are restored at the end. With a randomly initialised encoder this is supervised training from scratch.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,20 +112,49 @@ def finetune(
     views = make_view_fn([_train_view(image_size, settings.augment)])
     targets = torch.as_tensor(train_y, dtype=torch.float32)
     rng = np.random.default_rng(seed)
-    best = {"auroc": -np.inf, "epoch": -1, "state": copy.deepcopy(model.state_dict())}
+    criterion, score = selection_criterion(valid_y)
+    best = {"score": -np.inf, "epoch": -1, "state": None}
     history = []
     bar = tqdm(range(settings.epochs), desc="fine-tune", unit="epoch", leave=False)
     for epoch in bar:
         loss = _train_epoch(model, optimizer, views, train_images, targets, rng, epoch, seed, settings, device)
-        valid_auroc = float(np.nanmean(auroc(valid_y, predict(model, valid_images, image_size, device))))
-        history.append({"epoch": epoch, "train_loss": loss, "valid_macro_auroc": valid_auroc})
-        bar.set_postfix(loss=f"{loss:.3f}", valid_auroc=f"{valid_auroc:.3f}")
-        if valid_auroc > best["auroc"]:
-            best = {"auroc": valid_auroc, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+        logits = predict(model, valid_images, image_size, device)
+        per_class = auroc(valid_y, logits)
+        valid_auroc = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
+        valid_loss = float(masked_bce(torch.as_tensor(logits), torch.as_tensor(valid_y, dtype=torch.float32)))
+        history.append({"epoch": epoch, "train_loss": loss, "valid_macro_auroc": valid_auroc, "valid_loss": valid_loss})
+        bar.set_postfix(loss=f"{loss:.3f}", valid_auroc=f"{valid_auroc:.3f}", valid_loss=f"{valid_loss:.3f}")
+        if score(history[-1]) > best["score"]:
+            best = {"score": score(history[-1]), "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
         elif epoch - best["epoch"] >= settings.patience:
             break
-    model.load_state_dict(best["state"])
-    return model.eval(), {"best_epoch": best["epoch"], "valid_macro_auroc": best["auroc"], "history": history}
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    chosen = history[best["epoch"]] if best["epoch"] >= 0 else {}
+    return model.eval(), {
+        "best_epoch": best["epoch"],
+        "criterion": criterion,
+        "valid_macro_auroc": chosen.get("valid_macro_auroc"),
+        "valid_loss": chosen.get("valid_loss"),
+        "history": history,
+    }
+
+
+def selection_criterion(valid_y: np.ndarray) -> tuple[str, Callable[[dict], float]]:
+    """What early stopping maximizes: the validation macro AUROC over the classes with both label values in
+    ``valid_y`` (AUROC is undefined for the others), else, when no class has both, minus the validation loss."""
+    both = int(((valid_y == 1).any(axis=0) & (valid_y == 0).any(axis=0)).sum())
+    if both:
+        return f"valid macro AUROC over the {both} of {valid_y.shape[1]} classes with both label values", _auroc
+    return "valid loss (no class has both label values in the selection rows)", _minus_loss
+
+
+def _auroc(h: dict) -> float:
+    return h["valid_macro_auroc"]
+
+
+def _minus_loss(h: dict) -> float:
+    return -h["valid_loss"]
 
 
 def _train_view(size: int, augment: bool) -> ViewConfig:

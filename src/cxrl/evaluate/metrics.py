@@ -5,7 +5,8 @@ Conventions (also in ``docs/metrics.md``):
 * ``y`` is ``(N, K)`` float with 1 positive, 0 negative, NaN unknown (masked for that class only);
   ``scores`` is ``(N, K)`` float (probabilities or logits; only the order matters for AUROC and AP).
 * A class whose split has only positives or only negatives gets NaN for the metrics that need both
-  (AUROC, AP, kappa) with a note, never an exception; macro averages are ``nanmean`` over classes.
+  (AUROC, AP, F1, kappa, precision) with a note, never an exception; macro averages are ``nanmean`` over
+  classes, so such a class is left out of them.
 * Thresholds are chosen on the validation split (maximum F1, or Youden's J = TPR - FPR) and applied unchanged
   to the test split.
 * Bootstrap intervals resample *patients* (all images of a drawn patient come together) when patient ids are
@@ -107,20 +108,25 @@ def confusion_matrices(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray
 
 
 def threshold_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, precision, recall, F1 and Cohen's kappa (Cohen 1960) per class from ``(K, 2, 2)`` counts."""
+    """Accuracy, precision, recall, F1 and Cohen's kappa (Cohen 1960) per class from ``(K, 2, 2)`` counts.
+
+    A class without positives or without negatives gets NaN precision, F1 and kappa (they are 0 or undefined
+    there whatever the model), as AUROC and AP; recall stays defined while there are positives.
+    """
     cm = cm.astype(np.float64)
     tn, fp, fn, tp = cm[:, 0, 0], cm[:, 0, 1], cm[:, 1, 0], cm[:, 1, 1]
     n = tn + fp + fn + tp
+    both = (tp + fn > 0) & (tn + fp > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         observed = (tp + tn) / n
         chance = ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / n**2
         kappa = np.where(chance < 1, (observed - chance) / (1 - chance), np.nan)
         return {
             "accuracy": observed,
-            "precision": tp / (tp + fp),
+            "precision": np.where(both, tp / (tp + fp), np.nan),
             "recall": tp / (tp + fn),
-            "f1": 2 * tp / (2 * tp + fp + fn),
-            "kappa": kappa,
+            "f1": np.where(both, 2 * tp / (2 * tp + fp + fn), np.nan),
+            "kappa": np.where(both, kappa, np.nan),
         }
 
 
@@ -136,8 +142,13 @@ def bootstrap_auroc(
 
     ``groups`` (e.g. patient ids, one per row) makes each replicate draw groups with replacement and keep
     all their rows, so correlated images of one patient do not narrow the interval. Returns ``per_class``
-    ``(K, 2)`` and ``macro`` ``(2,)`` as ``[low, high]``; NaN where a class is undefined in most replicates.
+    ``(K, 2)`` and ``macro`` ``(2,)`` as ``[low, high]``; NaN where a class is undefined in most replicates,
+    and everywhere when ``n_boot`` is 0 (no intervals).
     """
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0 (0: no intervals), found {n_boot}")
+    if n_boot == 0:
+        return {"per_class": np.full((y.shape[1], 2), np.nan), "macro": np.full(2, np.nan)}
     rng = np.random.default_rng(seed)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     _, row_group = np.unique(groups, return_inverse=True)
@@ -174,7 +185,10 @@ def single_class_notes(y: np.ndarray, pathologies: Sequence[str], split: str) ->
         obs = y[:, k][~np.isnan(y[:, k])]
         n_pos = int((obs > 0.5).sum())
         if n_pos == 0 or n_pos == len(obs):
-            notes.append(f"{name}: {split} has {n_pos} positive(s) of {len(obs)} labelled rows; AUROC/AP/kappa NaN")
+            notes.append(
+                f"{name}: {split} has {n_pos} positive(s) of {len(obs)} labelled rows; AUROC, AP, F1, kappa and "
+                "precision are undefined (null) and left out of the macro averages"
+            )
     return notes
 
 

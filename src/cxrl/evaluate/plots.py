@@ -49,7 +49,7 @@ def label_efficiency(summary: dict, path: Path, label: str) -> Path:
     fr = np.array([v["fraction"] for v in summary.values()])
     mean = np.array([v["macro_auroc_mean"] for v in summary.values()], dtype=float)  # None -> NaN
     std = np.array([v["macro_auroc_std"] or 0.0 for v in summary.values()])
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(7.4, 4.4))
     ax.plot(fr * 100, mean, marker="o", lw=2, label=label)
     ax.fill_between(fr * 100, mean - std, mean + std, alpha=0.25)
     for f, v in zip(fr, summary.values(), strict=True):
@@ -61,7 +61,8 @@ def label_efficiency(summary: dict, path: Path, label: str) -> Path:
         xlabel="labelled training patients", ylabel="test macro AUROC", title="Label efficiency (mean ± std over seeds)"
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.margins(x=0.06)  # whole markers at 1 % and 100 %
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)  # outside: never over a point
     return _save(fig, path)
 
 

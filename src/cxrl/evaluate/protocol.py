@@ -60,7 +60,7 @@ class EvalConfig:
     c_grid: list[float] = field(default_factory=lambda: list(DEFAULT_C_GRID))
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     embedding: str = "umap"  # umap | tsne | none: 2-D map of test embeddings in the report
-    backbone: str = "resnet18"  # architecture of a random encoder
+    backbone: str = "resnet18"  # architecture of a random encoder; metrics.json records the one evaluated
 
     def __post_init__(self) -> None:
         checks = {
@@ -77,6 +77,8 @@ class EvalConfig:
             raise ConfigError(f"label fractions must be in (0, 1], found {self.fractions}")
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, found {self.seeds}")
+        if self.n_bootstrap < 0:
+            raise ConfigError(f"bootstrap replicates must be >= 0 (0: no intervals), found {self.n_bootstrap}")
         unknown = sorted(set(self.pathologies or ()) - set(PATHOLOGIES))
         if unknown:
             raise ConfigError(f"unknown pathologies {unknown}; valid: {', '.join(PATHOLOGIES)}")
@@ -116,6 +118,7 @@ def run_evaluation(
     source = open_cache(data)
     target_cache = open_cache(target) if target is not None else None
     model, encoder_info = resolve_encoder(encoder, cfg)
+    cfg = dataclasses.replace(cfg, backbone=str(encoder_info["backbone"]))  # a saved encoder names its own
     size = int(cfg.image_size or encoder_info.get("image_size") or source.image_size)
     dev = resolve_device(cfg.device)
     ev = prepare_data(source, target_cache, cfg)
@@ -173,6 +176,7 @@ def resolve_encoder(encoder: str | Path | nn.Module, cfg: EvalConfig) -> tuple[n
     else:
         from cxrl.models import load_encoder
 
+        check_export(Path(encoder))
         model, meta = load_encoder(encoder)
         path = Path(encoder).resolve()
         run_dir = path if path.is_dir() else path.parent
@@ -186,6 +190,24 @@ def resolve_encoder(encoder: str | Path | nn.Module, cfg: EvalConfig) -> tuple[n
     info["num_features"] = int(getattr(model, "num_features", 0))
     info["fingerprint"] = encoder_fingerprint(model)
     return model, info
+
+
+def check_export(path: Path) -> None:
+    """Refuse a training checkpoint, or a run folder without an exported encoder, saying how to get one."""
+    from cxrl.models.export import WEIGHTS_FILE  # imports timm: only when a saved encoder is asked for
+
+    resume = "`cxrl pretrain METHOD --data CACHE --out RUN --resume` finishes a stopped run and exports it"
+    if path.suffix == ".ckpt":
+        raise DataError(
+            f"--encoder {path}: a Lightning training checkpoint, which cxrl never unpickles; pass the run folder "
+            f"once it holds {WEIGHTS_FILE} ({resume})"
+        )
+    if path.is_dir() and not (path / WEIGHTS_FILE).is_file():
+        stopped = (path / "checkpoints" / "last.ckpt").is_file()
+        raise DataError(
+            f"--encoder {path}: no exported encoder ({WEIGHTS_FILE}) in it; "
+            + (f"its pre-training stopped before the end: {resume}" if stopped else "is it a `cxrl pretrain` run?")
+        )
 
 
 def prepare_data(source: Cache, target: Cache | None, cfg: EvalConfig) -> EvalData:
@@ -243,30 +265,43 @@ def _selection_split(records: pd.DataFrame, cfg: EvalConfig, has_target: bool) -
 
 
 def _choose_pathologies(train_y, test_y, cfg: EvalConfig, notes: list[str], transfer: bool) -> list[str]:
-    def enough(y: np.ndarray, k: int) -> bool:
-        return int((y[:, k] == 1).sum()) >= cfg.min_positives and int((y[:, k] == 0).sum()) >= cfg.min_positives
-
+    """``cfg.pathologies`` that have labels in train and test, else every pathology with >= ``min_positives``
+    positives and negatives in both; the left-out ones are named in ``notes`` with their counts."""
+    test_rows = "target test" if transfer else "test"
+    counts = {
+        p: (_pos_neg(train_y[:, k]), _pos_neg(test_y[:, k]))
+        for k, p in enumerate(PATHOLOGIES)
+        if p in (cfg.pathologies or PATHOLOGIES)
+    }
     if cfg.pathologies:
-        chosen = [
-            p
-            for p in cfg.pathologies
-            if (~np.isnan(test_y[:, PATHOLOGIES.index(p)])).any()
-            and (~np.isnan(train_y[:, PATHOLOGIES.index(p)])).any()
-        ]
-        dropped = sorted(set(cfg.pathologies) - set(chosen))
-        if dropped:
-            notes.append(f"dropped (no labels in train or test): {', '.join(dropped)}")
+        chosen = [p for p in cfg.pathologies if sum(counts[p][0]) and sum(counts[p][1])]
+        why = "no labels in the train or test rows"
     else:
-        chosen = [p for k, p in enumerate(PATHOLOGIES) if enough(train_y, k) and enough(test_y, k)]
+        chosen = [p for p, c in counts.items() if min(*c[0], *c[1]) >= cfg.min_positives]
+        why = f"fewer than --min-positives {cfg.min_positives} positives or negatives in the train or test rows"
+    left_out = [f"{p} (train {c[0][0]}+/{c[0][1]}-, {test_rows} {c[1][0]}+/{c[1][1]}-)"
+                for p, c in counts.items() if p not in chosen and (sum(c[0]) or sum(c[1]))]
+    if left_out:
+        notes.append(f"left out, {why}: {', '.join(left_out)}")
+        log.info("pathologies %s", notes[-1])
     if not chosen:
-        where = "shared by the source train and target test rows" if transfer else "in the train and test rows"
+        where = f"in the source train and {test_rows} rows"
+        if cfg.pathologies:
+            raise DataError(
+                f"none of --pathologies {', '.join(cfg.pathologies)} has labels {where}"
+                + (f"; labelled there: {', '.join(left_out)}" if left_out else "; those rows hold none of them")
+            )
         raise DataError(
             f"no pathology has >= {cfg.min_positives} positives and negatives {where}; "
-            "pass --pathologies or lower min_positives"
+            "lower --min-positives or name some with --pathologies"
         )
     if transfer:
         notes.append(f"transfer: {len(chosen)} shared pathologies: {', '.join(chosen)}")
     return chosen
+
+
+def _pos_neg(y: np.ndarray) -> tuple[int, int]:
+    return int((y == 1).sum()), int((y == 0).sum())
 
 
 def _run_all(

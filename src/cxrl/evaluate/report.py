@@ -25,6 +25,12 @@ def json_safe(x):
     return x
 
 
+TRAIN_IMAGES_NOTE = (
+    "train images: images in each seed's label subset (a fraction of the train patients, so the counts can "
+    "differ between seeds; different counts are joined by /)."
+)
+
+
 def summary_table(metrics: dict) -> str:
     """Markdown table: one row per label fraction, macro AUROC mean ± std over seeds, AP, F1, kappa."""
     rows = [
@@ -103,7 +109,8 @@ def write_reports(metrics: dict, best: dict, out: Path) -> None:
     (out / "report.html").write_text(html_report(metrics, md))
     print(
         f"\n{metrics['encoder']['name']} ({metrics['protocol']['protocol']}), test macro AUROC over "
-        f"{len(metrics['pathologies'])} pathologies:\n{summary_table(metrics)}\nreport: {out / 'report.html'}"
+        f"{len(metrics['pathologies'])} pathologies:\n{summary_table(metrics)}\n{TRAIN_IMAGES_NOTE}\n"
+        f"report: {out / 'report.html'}"
     )
 
 
@@ -122,16 +129,20 @@ def markdown_report(metrics: dict) -> str:
         "",
         f"- encoder: `{enc['name']}` (method {enc.get('method')}, backbone {enc.get('backbone')}, "
         f"{enc['num_features']} features, image size {enc['image_size']})",
-        f"- protocol: {proto['protocol']}, label fractions {', '.join(f'{f:g}' for f in proto['fractions'])}, "
-        f"{proto['seeds']} seed(s), uncertainty {proto['uncertainty']}, thresholds by {proto['threshold_rule']}",
+        f"- protocol: {proto['protocol']}; label fractions {', '.join(f'{f * 100:g}%' for f in proto['fractions'])}; "
+        f"{proto['seeds']} seed{'s' if proto['seeds'] > 1 else ''} per fraction; uncertainty {proto['uncertainty']}; "
+        f"thresholds by {proto['threshold_rule']}",
         f"- data: `{metrics['data']['source']['path']}`" + (f" → tested on `{target['path']}`" if target else ""),
         f"- test rows: {metrics['data']['n_test_rows']} images of {metrics['data']['n_test_patients']} patients; "
         f"bootstrap: {proto['n_bootstrap']} patient resamples",
         f"- pathologies: {', '.join(metrics['pathologies'])}",
+        *_selection_lines(metrics),
         "",
         "## Label efficiency",
         "",
         summary_table(metrics),
+        "",
+        TRAIN_IMAGES_NOTE,
         "",
     ]
     lines += (
@@ -158,6 +169,16 @@ def markdown_report(metrics: dict) -> str:
     if metrics["notes"] or run["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in metrics["notes"] + run["notes"]] + [""]
     return "\n".join(lines)
+
+
+def _selection_lines(metrics: dict) -> list[str]:
+    """Fine-tuning: the early-stopping criterion used and each run's best epoch (none for the linear probe)."""
+    runs = [r for r in metrics["runs"] if "criterion" in r["selection"]]
+    if not runs:
+        return []
+    criteria = sorted({r["selection"]["criterion"] for r in runs})
+    epochs = ", ".join(f"{r['fraction'] * 100:g}% seed {r['seed']}: {r['selection']['best_epoch']}" for r in runs)
+    return [f"- fine-tuning selection: {'; '.join(criteria)}; best epoch (0-based) {epochs}"]
 
 
 def _ci(ci: list) -> str:

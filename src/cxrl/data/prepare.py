@@ -18,10 +18,8 @@ import fcntl
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import platform
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,6 +38,7 @@ from cxrl.data.cache import IMAGES, MANIFEST, RECORDS, write_manifest
 from cxrl.data.imageio import DecodedImage, decode_image
 from cxrl.data.records import DATASETS, VIEWS, load_records
 from cxrl.data.splits import official_or_patient_split
+from cxrl.data.workers import worker_context
 from cxrl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -296,13 +295,11 @@ def _run_chunks(
 
 def _chunk_results(partial: Path, tasks: list[tuple], workers: int) -> Iterator[tuple[int, list[RowOutcome]]]:
     """``(start, outcomes)`` per task in task order, each yielded only once its pixels are flushed to disk."""
-    if workers <= 1 or len(tasks) == 1:
+    context = worker_context() if workers > 1 and len(tasks) > 1 else None
+    if context is None:
         images = np.load(partial, mmap_mode="r+")
         yield from (_write_chunk(images, *task) for task in tasks)
         return
-    # fork on Linux: no __main__ re-import (scripts without a main guard work) and cv2 survives it;
-    # elsewhere fork is unsafe, so spawn.
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     pool = ProcessPoolExecutor(min(workers, len(tasks)), context, _open_partial, (str(partial),))
     try:
         yield from pool.map(_pool_chunk, tasks)

@@ -38,6 +38,7 @@ from cxrl.methods import ALIASES, METHODS, MethodConfig, PretrainMethod, create_
 from cxrl.models import create_encoder, save_encoder
 from cxrl.models.export import WEIGHTS_FILE
 from cxrl.monitor import MonitorConfig, OnlineMonitor
+from cxrl.quiet import quiet_lightning
 from cxrl.resume import DATA_KEY, check_same_data, check_same_model, data_identity, read_checkpoint
 from cxrl.transforms import make_view_fn, seeds_for
 
@@ -227,7 +228,8 @@ def build_callbacks(cfg: PretrainConfig, run_dir: Path, datamodule: CacheDataMod
     )
     callbacks: list[Callback] = [by_steps, by_epoch, LearningRateMonitor(logging_interval="step")]
     if cfg.monitor.enabled:
-        callbacks.append(OnlineMonitor(datamodule.cache, cfg.monitor, image_size=cfg.image_size, seed=cfg.seed))
+        callbacks.append(OnlineMonitor(datamodule.cache, cfg.monitor, image_size=cfg.image_size, seed=cfg.seed,
+                                       progress=cfg.progress_bar))
     return callbacks
 
 
@@ -306,11 +308,13 @@ def resume_command(method: str, data: str | Path, run_dir: Path) -> str:
 
 def fit(trainer: pl.Trainer, module: PretrainModule, datamodule: CacheDataModule, ckpt: Path | None,
         resume_hint: str) -> None:
-    """``trainer.fit`` whose Ctrl-C says how to resume and raises KeyboardInterrupt (Lightning exits instead)."""
+    """``trainer.fit`` without Lightning's noise, whose Ctrl-C says how to resume and raises KeyboardInterrupt
+    (Lightning exits instead)."""
     handler = signal.getsignal(signal.SIGINT)
     try:
-        # weights_only: the resume checkpoint is read with torch's safe loader (tensors and plain data, no code)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        with quiet_lightning():
+            # weights_only: the resume checkpoint is read with torch's safe loader (tensors and plain data, no code)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except SystemExit:
         if not trainer.interrupted:
             raise

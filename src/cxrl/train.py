@@ -176,7 +176,7 @@ def build_scheduler(
             optimizer,
             max_lr=cfg.lr,
             total_steps=total_steps + 1,
-            pct_start=max(warmup_steps, 1) / (total_steps + 1),
+            pct_start=max(warmup_steps, 2) / (total_steps + 1),  # under 2, torch's first phase is empty (0/0)
             cycle_momentum=False,
         )
     return torch.optim.lr_scheduler.LambdaLR(

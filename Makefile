@@ -15,11 +15,11 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/cxrl demo
 
-test: install
+test: lint
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 bench: install
 	for b in benchmarks/[!_]*.py; do $(PY) $$b || exit 1; done

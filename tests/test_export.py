@@ -87,3 +87,21 @@ def test_missing_or_corrupt_weights_raise_data_errors(tmp_path):
     (tmp_path / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}")
     with pytest.raises(DataError, match="broken.safetensors"):
         load_encoder(tmp_path / "broken.safetensors")
+
+
+def test_a_flipped_byte_in_the_weights_is_refused_by_the_recorded_sha256(tmp_path):
+    weights = save_encoder(tmp_path / "run", _trained_like(), META)
+    assert len(json.loads((tmp_path / "run" / "encoder.json").read_text())["weights_sha256"]) == 64
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01  # inside the last tensor's bytes: safetensors itself still parses the file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="do not match the SHA-256 recorded at export"):
+        load_encoder(tmp_path / "run")
+
+
+def test_exported_files_get_the_same_permissions_as_any_other_file(tmp_path):
+    save_encoder(tmp_path / "run", _trained_like(), META)
+    (tmp_path / "run" / "other.txt").write_text("x")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir()}
+    assert modes["encoder.safetensors"] == modes["encoder.json"] == modes["other.txt"], modes
+    assert sorted(modes) == ["encoder.json", "encoder.safetensors", "other.txt"]  # no partial file left

@@ -178,3 +178,39 @@ def test_truncated_dicom_raises_without_leaking_header(tmp_path):
         read_image(path)
     assert "SECRET" not in str(info.value) and "Doe" not in str(info.value)
     assert pydicom.dcmread(path, force=True).PatientID == SECRET  # the header was really there
+
+
+def dicom_with_bad_number(path: Path, **attrs: str) -> Path:
+    """A DICOM whose decimal-string attributes ``attrs`` (in tag order) may hold a non-number (pydicom would not
+    write one itself)."""
+    placeholder = "1234.5678"
+    write_dicom(path, np.arange(32 * 32, dtype=np.uint16).reshape(32, 32), **dict.fromkeys(attrs, placeholder))
+    data = path.read_bytes()
+    for value in attrs.values():
+        data = data.replace(f"{placeholder} ".encode(), value.ljust(10).encode(), 1)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("voi_lut", [True, False])
+def test_non_numeric_window_or_rescale_is_a_data_error_without_the_value(tmp_path, voi_lut):
+    window = {"WindowCenter": "SECRET4711", "WindowWidth": "100"}
+    attrs = window if voi_lut else {"RescaleIntercept": "SECRET4711", "RescaleSlope": "1"}
+    path = dicom_with_bad_number(tmp_path / "w.dcm", **attrs)
+    with pytest.raises(DataError, match=r"w\.dcm.*malformed") as info:
+        read_image(path, voi_lut=voi_lut)
+    assert "SECRET" not in str(info.value)
+
+
+def test_no_dicom_header_value_reaches_an_error(tmp_path):
+    stored = np.zeros((16, 16), dtype=np.uint16)
+    photometric = write_dicom(tmp_path / "pi.dcm", stored, photometric="SECRET4711")
+    rows = write_dicom(tmp_path / "rows.dcm", stored, Rows=4711)  # pydicom quotes the expected byte count
+    bits = write_dicom(tmp_path / "bits.dcm", stored)
+    ds = pydicom.dcmread(bits)
+    ds.BitsStored = 4711  # pydicom quotes the invalid value
+    ds.save_as(bits)
+    for path in (photometric, rows, bits):
+        with pytest.raises(DataError, match=path.name) as info:
+            read_image(path)
+        assert "4711" not in str(info.value) and "150752" not in str(info.value), str(info.value)

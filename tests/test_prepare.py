@@ -310,3 +310,43 @@ def test_workers_start_cleanly_after_the_parent_used_cv2_threads(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(open_cache(tmp_path / "cache")) == 14
+
+
+def test_voi_lut_skips_a_dicom_with_a_non_numeric_window_and_goes_on(tmp_path):
+    from test_imageio import dicom_with_bad_number
+
+    files = {
+        "view1_frontal.jpg": noisy_jpeg(1),
+        "view2_frontal.dcm": lambda p: dicom_with_bad_number(p, WindowCenter="SECRET4711", WindowWidth="100"),
+        "view3_frontal.jpg": noisy_jpeg(2),
+    }
+    root = chexpert_folder(tmp_path / "chexpert", files)
+    cache = open_cache(prepare("chexpert", root, tmp_path / "cache", size=16, workers=0, voi_lut=True))
+    assert len(cache) == 2
+    [skipped] = cache.manifest["skipped"]
+    assert skipped["image_path"].endswith("view2_frontal.dcm") and "window" in skipped["reason"]
+    assert "SECRET" not in skipped["reason"]
+
+
+def test_a_strip_and_a_speck_are_skipped_with_their_reason(tmp_path):
+    files = {
+        "view1_frontal.png": lambda p: Image.fromarray(np.full((1, 10000), 128, np.uint8)).save(p),
+        "view2_frontal.png": lambda p: Image.fromarray(np.full((8, 8), 128, np.uint8)).save(p),
+        "view3_frontal.jpg": noisy_jpeg(3),
+    }
+    root = chexpert_folder(tmp_path / "chexpert", files)
+    cache = open_cache(prepare("chexpert", root, tmp_path / "cache", size=32, workers=0))
+    assert len(cache) == 1 and cache.records["image_path"].str.endswith("view3_frontal.jpg").all()
+    reasons = {Path(s["image_path"]).name: s["reason"] for s in cache.manifest["skipped"]}
+    assert "extreme aspect ratio" in reasons["view1_frontal.png"] and "too small" in reasons["view2_frontal.png"]
+
+
+def test_cli_summary_counts_and_lists_skipped_csv_rows_by_their_editor_line(mixed_root, tmp_path, capsys):
+    with (mixed_root / "train.csv").open("a") as f:  # line 11: the header and 9 rows come first
+        f.write("CheXpert-v1.0-small/train/not-a-patient.jpg,Male,50,Frontal,PA" + "," * 14 + "\n")
+    assert cli_main(["prepare", "chexpert", "--root", str(mixed_root), "--out", str(tmp_path / "c"), "--size", "16",
+                     "--workers", "0"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "skipped 1 source row(s), 4 image(s)" in captured.out
+    assert f"skipped {mixed_root / 'train.csv'}:11: Path" in captured.out
+    assert "attrs['skipped']" not in captured.out + captured.err and "skipped row" not in captured.out

@@ -25,15 +25,29 @@ class Kill(pl.Callback):
 
 
 # 60 train images / 16 = 3 steps per epoch: the kill at step 4 is mid-epoch 1, the end at step 7 is in epoch 2.
-@pytest.mark.parametrize("method", ["simclr", "moco_v2"])
-def test_kill_and_resume_equals_uninterrupted(toy_cache, tmp_path, method):
-    overrides = [*TINY, "max_steps=7", "checkpoint_every_n_steps=2", "deterministic=true", "method.queue_size=64"]
+# Every stateful method (queues, EMA targets, prototypes, a head on labels) and every schedule and clipping option.
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("simclr", []),
+        ("moco_v2", []),
+        ("byol", []),
+        ("swav", []),
+        ("supervised", []),
+        ("simclr", ["scheduler=onecycle", "warmup_epochs=1"]),
+        ("simclr", ["scheduler=cosine", "warmup_epochs=1", "min_lr_ratio=0.2"]),
+        ("simclr", ["grad_clip=0.01"]),
+    ],
+)
+def test_kill_and_resume_equals_uninterrupted(toy_cache, tmp_path, method, extra):
+    overrides = [*TINY, "max_steps=7", "checkpoint_every_n_steps=2", "deterministic=true", "method.queue_size=64",
+                 *extra]  # fmt: skip
     whole = pretrain(method, toy_cache.path, tmp_path / "whole", overrides=overrides)
     with pytest.raises(RuntimeError, match="killed"):
         pretrain(method, toy_cache.path, tmp_path / "split", overrides=overrides, callbacks=[Kill(at_step=4)])
     assert not (tmp_path / "split" / "encoder.safetensors").exists()
     with pytest.raises(ConfigError, match="was trained with"):
-        pretrain("byol", toy_cache.path, tmp_path / "split", resume=True)
+        pretrain("byol" if method != "byol" else "simclr", toy_cache.path, tmp_path / "split", resume=True)
     resumed = pretrain(method, toy_cache.path, tmp_path / "split", resume=True)
     expected, found = encoder_tensors(whole), encoder_tensors(resumed)
     assert expected.keys() == found.keys()

@@ -87,8 +87,8 @@ def feature_std(features: torch.Tensor) -> float:
 class OnlineMonitor(Callback):
     """Logs ``monitor/auroc`` and ``monitor/feat_std`` every ``every_n_epochs`` epochs (rank 0)."""
 
-    def __init__(self, cache: Cache, cfg: MonitorConfig, image_size: int, seed: int = 0) -> None:
-        self.cfg = cfg
+    def __init__(self, cache: Cache, cfg: MonitorConfig, image_size: int, seed: int = 0, progress: bool = True) -> None:
+        self.cfg, self.progress = cfg, progress
         self.data = select_probe_data(cache, cfg, seed)
         self.image_size = image_size
         if self.data is None:
@@ -99,7 +99,7 @@ class OnlineMonitor(Callback):
         assert self.data is not None
         was_training = encoder.training
         feats = extract_features(encoder, self.data.images, self.image_size, device, self.cfg.batch_size,
-                                 desc="monitor")
+                                 desc="monitor" if self.progress else None)
         encoder.train(was_training)
         return feats
 

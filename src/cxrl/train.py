@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
+import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,15 +31,20 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from cxrl.config import load_config, save_config, to_dict
+from cxrl.data.cache import Cache
 from cxrl.data.torch_dataset import CacheDataModule
 from cxrl.errors import ConfigError
 from cxrl.methods import ALIASES, METHODS, MethodConfig, PretrainMethod, create_method
 from cxrl.models import create_encoder, save_encoder
+from cxrl.models.export import WEIGHTS_FILE
 from cxrl.monitor import MonitorConfig, OnlineMonitor
+from cxrl.quiet import quiet_lightning
+from cxrl.resume import DATA_KEY, check_same_data, check_same_model, data_identity, read_checkpoint
 from cxrl.transforms import make_view_fn, seeds_for
 
 log = logging.getLogger(__name__)
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
+MAX_UPSAMPLE = 4  # image_size at most this many times the cache's side
 
 
 @dataclass
@@ -103,9 +111,12 @@ def resolve_config(
 class PretrainModule(pl.LightningModule):
     """Lightning glue around a method: on-device views, loss, logging, optimizer and per-step schedules."""
 
-    def __init__(self, method: PretrainMethod, cfg: PretrainConfig, total_steps: int, warmup_steps: int) -> None:
+    def __init__(
+        self, method: PretrainMethod, cfg: PretrainConfig, total_steps: int, warmup_steps: int,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        self.method, self.cfg = method, cfg
+        self.method, self.cfg, self.data = method, cfg, data
         self.total_steps, self.warmup_steps = total_steps, warmup_steps
         self.view_fn = make_view_fn(method.views)
         self.last_loss = torch.tensor(float("nan"))
@@ -128,6 +139,10 @@ class PretrainModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         self.last_loss = loss.detach()
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.data is not None:
+            checkpoint[DATA_KEY] = self.data  # what --resume checks it continues on (cxrl.resume)
 
     def on_after_backward(self) -> None:
         self.method.on_after_backward(self.global_step)
@@ -161,7 +176,7 @@ def build_scheduler(
             optimizer,
             max_lr=cfg.lr,
             total_steps=total_steps + 1,
-            pct_start=max(warmup_steps, 1) / (total_steps + 1),
+            pct_start=max(warmup_steps, 2) / (total_steps + 1),  # under 2, torch's first phase is empty (0/0)
             cycle_momentum=False,
         )
     return torch.optim.lr_scheduler.LambdaLR(
@@ -213,7 +228,8 @@ def build_callbacks(cfg: PretrainConfig, run_dir: Path, datamodule: CacheDataMod
     )
     callbacks: list[Callback] = [by_steps, by_epoch, LearningRateMonitor(logging_interval="step")]
     if cfg.monitor.enabled:
-        callbacks.append(OnlineMonitor(datamodule.cache, cfg.monitor, image_size=cfg.image_size, seed=cfg.seed))
+        callbacks.append(OnlineMonitor(datamodule.cache, cfg.monitor, image_size=cfg.image_size, seed=cfg.seed,
+                                       progress=cfg.progress_bar))
     return callbacks
 
 
@@ -261,11 +277,53 @@ def export(run_dir: Path, module: PretrainModule, cfg: PretrainConfig, datamodul
         "config": to_dict(cfg),
         "versions": {"lightning": pl.__version__},
         "steps": int(module.global_step),
-        "final_loss": float(module.last_loss),
+        "final_loss": float(module.last_loss) if torch.isfinite(module.last_loss) else None,  # None: no step run
         "pathologies": datamodule.pathologies,
         "data": str(datamodule.cache.path),
     }
     save_encoder(run_dir, module.method.encoder, meta)
+
+
+def check_image_size(cfg: PretrainConfig, cache: Cache) -> None:
+    """Views are cut from the cache's images: refuse more than ``MAX_UPSAMPLE`` x their side, warn on any upsampling.
+
+    Memory grows with ``image_size`` squared while an upsampled view holds no more detail than the cache.
+    """
+    side = cache.image_size
+    if cfg.image_size > MAX_UPSAMPLE * side:
+        raise ConfigError(
+            f"image_size={cfg.image_size} is {cfg.image_size / side:.0f}x the {side}-px images of the cache "
+            f"{cache.path} (at most {MAX_UPSAMPLE}x); lower image_size or prepare a cache with a larger --size"
+        )
+    if cfg.image_size > side:
+        log.warning("image_size=%d upsamples the %d-px images of the cache %s: views gain no detail; "
+                    "prepare the cache at --size %d for full resolution", cfg.image_size, side, cache.path,
+                    cfg.image_size)
+
+
+def resume_command(method: str, data: str | Path, run_dir: Path) -> str:
+    """The shell command that continues ``run_dir`` (its config.yaml holds every override)."""
+    return shlex.join(["cxrl", "pretrain", method, "--data", str(data), "--out", str(run_dir), "--resume"])
+
+
+def fit(trainer: pl.Trainer, module: PretrainModule, datamodule: CacheDataModule, ckpt: Path | None,
+        resume_hint: str) -> None:
+    """``trainer.fit`` without Lightning's noise, whose Ctrl-C says how to resume and raises KeyboardInterrupt
+    (Lightning exits instead)."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with quiet_lightning():
+            # weights_only: the resume checkpoint is read with torch's safe loader (tensors and plain data, no code)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        log.warning("interrupted at step %d; continue from the last checkpoint with:\n  %s",
+                    trainer.global_step, resume_hint)
+        raise KeyboardInterrupt from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after an interrupt
 
 
 def pretrain(
@@ -291,20 +349,32 @@ def pretrain(
     if resume and config_path is None:
         config_path = run_dir / "config.yaml"
     cfg = resolve_config(method, config_path, overrides)
-    if resume and (trained := load_config(PretrainConfig, run_dir / "config.yaml").method.name) != cfg.method.name:
-        raise ConfigError(f"--resume: {run_dir} was trained with {trained!r}, not {cfg.method.name!r}")
+    if resume:
+        trained = load_config(PretrainConfig, run_dir / "config.yaml")
+        for key, old, new in (("method", trained.method.name, cfg.method.name), ("backbone", trained.backbone,
+                                                                                 cfg.backbone)):
+            if old != new:
+                raise ConfigError(f"--resume: {run_dir} was trained with {key} {old!r}, not {new!r}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_data(cfg, data)
+    check_image_size(cfg, datamodule.cache)
     total_steps, warmup_steps = plan_steps(cfg, datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes))
     encoder = create_encoder(cfg.backbone, in_chans=1, weights=cfg.weights)
     pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets)
-    module = PretrainModule(pl_method, cfg, total_steps, warmup_steps)
+    module = PretrainModule(pl_method, cfg, total_steps, warmup_steps, data_identity(datamodule.cache))
+    if resume:
+        state = read_checkpoint(ckpt)
+        check_same_data(state, datamodule.cache, ckpt)
+        check_same_model(state, module, ckpt)
+        if state.get("global_step", 0) >= total_steps and (run_dir / WEIGHTS_FILE).is_file():
+            log.info("--resume: %s already finished its %d steps; encoder in %s", run_dir, total_steps, run_dir)
+            return run_dir
     trainer = build_trainer(cfg, run_dir, [*build_callbacks(cfg, run_dir, datamodule), *callbacks])
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-    # weights_only: the resume checkpoint is read with torch's safe loader (tensors and plain data, no code)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt if resume else None, weights_only=True)
+    hint = resume_command(cfg.method.name, datamodule.cache.path, run_dir)
+    fit(trainer, module, datamodule, ckpt if resume else None, hint)
     trainer.save_checkpoint(ckpt, weights_only=False)  # collective under DDP: every rank calls it, rank 0 writes
     if trainer.is_global_zero:
         export(run_dir, module, cfg, datamodule)

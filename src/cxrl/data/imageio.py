@@ -142,11 +142,17 @@ def _read_dicom(path: Path, voi_lut: bool) -> np.ndarray:
         raise DataError(f"{path}: cannot parse DICOM ({type(e).__name__})") from e
     _check_dicom_grayscale(ds, path)
     stored = _dicom_pixels(ds, path)
-    lo, hi = _modality_range(ds)
-    values = apply_modality_lut(stored, ds)
-    if voi_lut:
-        values = apply_voi_lut(values, ds)
-        lo, hi = _voi_range(ds, (lo, hi))
+    try:
+        lo, hi = _modality_range(ds)
+        values = apply_modality_lut(stored, ds)
+        if voi_lut:
+            values = apply_voi_lut(values, ds)
+            lo, hi = _voi_range(ds, (lo, hi))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        raise DataError(
+            f"{path}: DICOM rescale, LUT or window attributes are malformed (not numbers, or inconsistent; "
+            f"{type(e).__name__})"
+        ) from e
     if not hi > lo:
         raise DataError(f"{path}: DICOM intensity range is empty (check RescaleSlope / LUT descriptors)")
     unit = np.clip((values.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
@@ -159,9 +165,9 @@ def _check_dicom_grayscale(ds, path: Path) -> None:
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise DataError(
-            f"{path}: colour DICOM ({samples} samples per pixel, {photometric or 'no'} photometric "
-            "interpretation); expected MONOCHROME1 or MONOCHROME2"
+        raise DataError(  # the header's value is not echoed: nothing read from a header leaves this module
+            f"{path}: colour DICOM ({samples} samples per pixel, photometric interpretation "
+            f"{'neither MONOCHROME1 nor MONOCHROME2' if photometric else 'missing'}); expected grayscale"
         )
     if "BitsStored" not in ds:
         raise DataError(f"{path}: DICOM lacks BitsStored, cannot scale intensities")
@@ -179,9 +185,13 @@ def _dicom_pixels(ds, path: Path) -> np.ndarray:
         if syntax is not None and syntax.is_compressed:
             hint = next((v for k, v in _DECODER_HINTS.items() if k in syntax.name), "pip install python-gdcm")
             raise DataError(f"{path}: no installed decoder for {syntax.name} pixel data; {hint}") from e
-        raise DataError(f"{path}: cannot decode DICOM pixel data ({e})") from e
+        raise DataError(f"{path}: cannot decode DICOM pixel data ({type(e).__name__})") from e
     except (ValueError, AttributeError, KeyError, TypeError, EOFError) as e:
-        raise DataError(f"{path}: DICOM pixel data is truncated or corrupt ({type(e).__name__}: {e})") from e
+        # Only the type: pydicom's messages quote header values (Rows, BitsStored, ...).
+        raise DataError(
+            f"{path}: DICOM pixel data is truncated or corrupt, or disagrees with the header's image attributes "
+            f"({type(e).__name__})"
+        ) from e
 
 
 def _modality_range(ds) -> tuple[float, float]:

@@ -19,10 +19,8 @@ import hashlib
 import inspect
 import json
 import logging
-import multiprocessing
 import os
 import platform
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -41,6 +39,7 @@ from cxrl.data.cache import IMAGES, MANIFEST, RECORDS, write_manifest
 from cxrl.data.imageio import DecodedImage, decode_image
 from cxrl.data.records import DATASETS, VIEWS, load_records, parse_reader_options
 from cxrl.data.splits import official_or_patient_split
+from cxrl.data.workers import worker_context
 from cxrl.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -53,6 +52,8 @@ CLAHE_CLIP_LIMIT = 2.0
 CLAHE_TILES = 8
 GEOMETRY = ("orig_height", "orig_width", "scale", "pad_top", "pad_left")
 MIMIC_EQUALIZED = "MIMIC-CXR-JPG is already histogram-equalized; not equalizing it again"
+MIN_SIDE = 16  # pixels: a shorter source side cannot be a radiograph
+MAX_ASPECT = 4.0  # a longer side over this many times the shorter one is a strip, not a radiograph
 
 # A chunk's outcome: per row either [orig_height, orig_width, scale, pad_top, pad_left] or a skip reason.
 RowOutcome = list | str
@@ -181,6 +182,18 @@ def to_cache_image(decoded: DecodedImage, size: int, equalize: str = "none") -> 
     return canvas, [height, width, scale, top, left]
 
 
+def check_geometry(decoded: DecodedImage, path: str) -> None:
+    """Refuse a source too small (a side under ``MIN_SIDE``) or too elongated (over ``MAX_ASPECT``:1) to letterbox.
+
+    The message names the problem, not the size: a DICOM's size is a header value, and none reaches a log.
+    """
+    short, long = sorted((decoded.height, decoded.width))
+    if long > MAX_ASPECT * short:
+        raise DataError(f"{path}: extreme aspect ratio (over {MAX_ASPECT:g}:1), not a radiograph")
+    if short < MIN_SIDE:
+        raise DataError(f"{path}: image too small to be a radiograph (a side under {MIN_SIDE} pixels)")
+
+
 def _equalized(image: np.ndarray, mode: str) -> np.ndarray:
     if mode == "hist":
         return cv2.equalizeHist(image)
@@ -297,13 +310,11 @@ def _run_chunks(
 
 def _chunk_results(partial: Path, tasks: list[tuple], workers: int) -> Iterator[tuple[int, list[RowOutcome]]]:
     """``(start, outcomes)`` per task in task order, each yielded only once its pixels are flushed to disk."""
-    if workers <= 1 or len(tasks) == 1:
+    context = worker_context() if workers > 1 and len(tasks) > 1 else None
+    if context is None:
         images = np.load(partial, mmap_mode="r+")
         yield from (_write_chunk(images, *task) for task in tasks)
         return
-    # fork on Linux: no __main__ re-import (scripts without a main guard work) and cv2 survives it;
-    # elsewhere fork is unsafe, so spawn.
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     pool = ProcessPoolExecutor(min(workers, len(tasks)), context, _open_partial, (str(partial),))
     try:
         yield from pool.map(_pool_chunk, tasks)
@@ -339,6 +350,7 @@ def _write_chunk(
     for row, path in enumerate(paths, start):
         try:
             decoded = decode_image(path, voi_lut=options["voi_lut"], reduce_to=size)
+            check_geometry(decoded, path)
             images[row], geometry = to_cache_image(decoded, size, options["equalize"])
             outcomes.append(geometry)
         except DataError as e:
@@ -502,11 +514,20 @@ def _run_cli(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         **reader_options,
     )
-    manifest = json.loads((out / MANIFEST).read_text())
-    counts = manifest["counts"]
-    print(f"cache {out}: {counts['images']} images at {manifest['size']} px, {counts['skipped']} skipped")
-    for entry in manifest["skipped"][:10]:
-        print(f"  skipped row {entry['row']}: {entry['reason']}")
-    if counts["skipped"] > 10:
-        print(f"  ... {counts['skipped'] - 10} more listed in {out / MANIFEST}")
+    print(summary(json.loads((out / MANIFEST).read_text()), out))
     return 0
+
+
+def summary(manifest: dict[str, Any], out: Path, show: int = 10) -> str:
+    """What prepare did, for the console: images kept, CSV rows the reader skipped and images that failed.
+
+    CSV rows are named ``file:line`` with the line an editor shows (1-based, the header is line 1).
+    """
+    rows, images = manifest["source"].get("reader_skipped", []), [e["reason"] for e in manifest["skipped"]]
+    lines = [f"cache {out}: {manifest['counts']['images']} images at {manifest['size']} px; skipped "
+             f"{len(rows)} source row(s), {len(images)} image(s)"]
+    listed = [f"  skipped {entry}" for entry in rows] + [f"  skipped {reason}" for reason in images]
+    lines += listed[:show]
+    if len(listed) > show:
+        lines.append(f"  ... {len(listed) - show} more listed in {out / MANIFEST} (source.reader_skipped, skipped)")
+    return "\n".join(lines)

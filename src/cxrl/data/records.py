@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from cxrl.config import coerce
 from cxrl.data.labels import PATHOLOGIES
 from cxrl.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 BASE_COLUMNS: tuple[str, ...] = (
     "image_path",
@@ -119,4 +123,25 @@ def finalize_records(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
     for col in ("patient_id", "study_id"):
         df[col] = df[col].astype(str)
     extras = [c for c in df.columns if c not in BASE_COLUMNS and c not in PATHOLOGIES]
-    return df[list(BASE_COLUMNS) + list(PATHOLOGIES) + extras].reset_index(drop=True)
+    return drop_unsafe_paths(df[list(BASE_COLUMNS) + list(PATHOLOGIES) + extras].reset_index(drop=True))
+
+
+def drop_unsafe_paths(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop rows whose ``image_path`` climbs out of the dataset root (a ``..`` part) or repeats an earlier row's;
+    each is listed in ``attrs["skipped"]`` (a repeat with the columns it disagrees on; the first row is kept)."""
+    paths = df["image_path"].astype(str)
+    escapes = paths.str.contains(r"(?:^|/)\.\.(?:/|$)", regex=True).to_numpy()
+    repeats = paths.duplicated().to_numpy() & ~escapes
+    skipped = [f"{p}: '..' in an image path leaves the dataset root; refused" for p in paths[escapes]]
+    first = df[~paths.duplicated().to_numpy()].set_index(paths[~paths.duplicated()])
+    columns = [c for c in (*BASE_COLUMNS, *PATHOLOGIES) if c != "image_path"]
+    for i in np.flatnonzero(repeats):
+        kept, row = first.loc[paths.iat[i], columns], df.iloc[i][columns]
+        differ = [c for c in columns if not (kept[c] == row[c] or (pd.isna(kept[c]) and pd.isna(row[c])))]
+        conflict = f", disagreeing on {', '.join(differ)}" if differ else ""
+        skipped.append(f"{paths.iat[i]}: image listed again{conflict}; the first row is kept")
+    if skipped:
+        log.warning("skipped %d record(s) with an unsafe or repeated image path, first: %s", len(skipped), skipped[0])
+    out = df[~(escapes | repeats)].reset_index(drop=True)
+    out.attrs["skipped"] = [*df.attrs.get("skipped", []), *skipped]
+    return out

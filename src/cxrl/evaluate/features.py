@@ -48,7 +48,7 @@ def extract_features(
     image_size: int,
     device: torch.device | str = "cpu",
     batch_size: int = 128,
-    desc: str = "features",
+    desc: str | None = "features",
 ) -> np.ndarray:
     """Pooled features ``(N, F)`` float32 of uint8 ``images`` ``(N, H, W)`` (a memmap is read batch by batch)."""
     encoder = encoder.eval().to(device)

@@ -159,6 +159,9 @@ def _make_config(**settings: Any) -> EvalConfig:
         if value is not None:
             ft[key] = value
     settings["fractions"] = sorted(set(settings["fractions"]))
+    if settings.get("image_size") is not None and settings["image_size"] < 1:  # 0 must not read as "default"
+        raise ConfigError(f"image_size: expected a positive number of pixels (or none for the encoder's), "
+                          f"found {settings['image_size']}")
     return build(EvalConfig, {**{k: v for k, v in settings.items() if v is not None}, "finetune": ft})
 
 

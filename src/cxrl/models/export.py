@@ -5,14 +5,17 @@ The JSON sidecar is also stored in the safetensors header, so a lone ``.safetens
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from cxrl import intensity
 from cxrl.errors import ConfigError, DataError
@@ -29,13 +32,15 @@ def save_encoder(run_dir: str | Path, encoder: Encoder, meta: dict[str, Any]) ->
     """Write ``run_dir/encoder.safetensors`` and ``run_dir/encoder.json``; return the weights path.
 
     ``meta`` must hold ``image_size``, ``method`` and ``config``; this adds ``backbone``, ``build_kwargs``,
-    ``num_features``, ``intensity`` (the canonical convention) and ``versions`` (cxrl, torch, timm).
+    ``num_features``, ``intensity`` (the canonical convention), ``versions`` (cxrl, torch, timm) and
+    ``weights_sha256`` (:func:`weights_sha256`, checked by :func:`load_encoder`).
     """
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ConfigError(f"save_encoder: meta lacks {missing}; it must hold {list(REQUIRED_META)}")
     if meta.get("backbone", encoder.name) != encoder.name:
         raise ConfigError(f"save_encoder: meta names backbone {meta['backbone']!r} but the encoder is {encoder.name!r}")
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.state_dict().items()}
     full = {
         **meta,
         "backbone": encoder.name,
@@ -43,14 +48,31 @@ def save_encoder(run_dir: str | Path, encoder: Encoder, meta: dict[str, Any]) ->
         "num_features": encoder.num_features,
         "intensity": intensity.CONVENTION,
         "versions": {**meta.get("versions", {}), **_versions()},
+        "weights_sha256": weights_sha256(tensors),
     }
     text = json.dumps(full, indent=2, sort_keys=True, default=str)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.state_dict().items()}
-    save_file(tensors, run_dir / WEIGHTS_FILE, metadata={_HEADER_KEY: text})
-    (run_dir / META_FILE).write_text(text + "\n")
+    _write_atomically(run_dir / WEIGHTS_FILE, save(tensors, metadata={_HEADER_KEY: text}))
+    _write_atomically(run_dir / META_FILE, (text + "\n").encode())
     return run_dir / WEIGHTS_FILE
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path`` then rename it over; permissions follow the umask like any other file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order: changes with any flipped bit."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
@@ -66,7 +88,13 @@ def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
         )
     build_kwargs = dict(meta.get("build_kwargs", {}))
     encoder = create_encoder(meta["backbone"], **build_kwargs)
-    load_state_into(encoder, read_state_dict(weights), str(weights), strict=True)
+    state = read_state_dict(weights)
+    if "weights_sha256" in meta and weights_sha256(state) != meta["weights_sha256"]:
+        raise DataError(
+            f"{weights}: the weights do not match the SHA-256 recorded at export (file corrupted or altered); "
+            "copy or export it again"
+        )
+    load_state_into(encoder, state, str(weights), strict=True)
     return encoder.eval(), meta
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from cxrl.data.phantom.render import MASK_BITS, render
 from cxrl.data.phantom.report import dataset_report, exam_description
 from cxrl.data.phantom.sampling import ImageSpec, plan_dataset
 from cxrl.data.rle import decode_rle
+from cxrl.data.workers import cv2_pool
 from cxrl.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,6 @@ def _mimic_paths(subjects: np.ndarray, studies: np.ndarray, dicoms: list[str]) -
 def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[tuple[str, str]]:
     """Worker: render and write a chunk of images; returns their (boxes, masks) JSON."""
     jobs, root, size, seed, equalize = args
-    cv2.setNumThreads(1)
     out, made = [], set()
     for job in jobs:
         result = render(job.spec, size, seed)
@@ -85,15 +84,12 @@ def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[tuple[str
 
 def _render_all(jobs: list[Job], root: Path, size: int, seed: int, equalize: bool,
                 workers: int) -> list[tuple[str, str]]:
-    """Render every job (in ``workers`` spawned processes when > 1), in order, with a progress bar."""
+    """Render every job (in ``workers`` processes when > 1, see :mod:`cxrl.data.workers`), in order, with a bar."""
     chunks = [(jobs[i : i + CHUNK], str(root), size, seed, equalize) for i in range(0, len(jobs), CHUNK)]
     drawn: list[tuple[str, str]] = []
     with tqdm(total=len(jobs), desc="phantom", unit="img") as bar, contextlib.ExitStack() as stack:
-        if workers > 1 and len(chunks) > 1:
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(min(workers, len(chunks))))
-            parts = pool.imap(_render_chunk, chunks)
-        else:
-            parts = map(_render_chunk, chunks)
+        pool = cv2_pool(min(workers, len(chunks))) if workers > 1 and len(chunks) > 1 else None
+        parts = stack.enter_context(pool).imap(_render_chunk, chunks) if pool else map(_render_chunk, chunks)
         for part in parts:
             drawn += part
             bar.update(len(part))

@@ -77,7 +77,10 @@ def require_columns(frame: pd.DataFrame, path: Path, columns: Iterable[str]) -> 
 
 
 def csv_lines(index: pd.Index) -> np.ndarray:
-    """1-based file line numbers of rows read by ``read_csv`` with a one-line header (no quoted newlines)."""
+    """File line numbers of rows read by ``read_csv`` with a one-line header (no quoted newlines).
+
+    The convention of every message naming a CSV row: the line an editor shows, 1-based, the header is line 1.
+    """
     return np.asarray(index, dtype=np.int64) + 2
 
 
@@ -104,7 +107,8 @@ class Skipped:
         frame.attrs["skipped"] = list(self.entries)
         if self.entries:
             log.warning(
-                "%s: skipped %d row(s) or file(s), first: %s (all in frame.attrs['skipped'])",
+                "%s: skipped %d row(s) or file(s), first: %s (all listed in the records' attrs['skipped'] and "
+                "in the manifest.json of a cache prepared from them)",
                 dataset,
                 len(self.entries),
                 self.entries[0],

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from cxrl.data.cache import as_cache
 from cxrl.errors import DataError
@@ -91,7 +92,7 @@ def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_leng
     ids[:] = tokenizer.pad_token_id
     lengths = np.zeros(len(texts), dtype=np.int32)
     rows = np.flatnonzero(texts.notna().to_numpy())
-    for start in range(0, len(rows), _BATCH):
+    for start in tqdm(range(0, len(rows), _BATCH), desc="tokenize reports", unit="batch", disable=len(rows) <= _BATCH):
         chunk = rows[start : start + _BATCH]
         encoded = tokenizer(texts.iloc[chunk].tolist(), truncation=True, max_length=max_length)["input_ids"]
         for row, seq in zip(chunk, encoded, strict=True):

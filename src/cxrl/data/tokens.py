@@ -87,6 +87,17 @@ def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_leng
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.json").unlink(missing_ok=True)  # incomplete until the new tokens are all written
+    dtype = _write_tokens(folder, tokenizer, texts, max_length)
+    without = cache.records.index[texts.isna()].tolist()
+    manifest |= {"pad_id": tokenizer.pad_token_id, "dtype": dtype, "count": len(texts),
+                 "text_columns": [*TEXT_COLUMNS, FALLBACK_COLUMN], "without_text": len(without),
+                 "rows_without_text": without[:_SHOWN], "complete": True}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+def _write_tokens(folder: Path, tokenizer: Any, texts: pd.Series, max_length: int) -> str:
+    """Write ``tokens.npy`` (padded ids) and ``lengths.npy`` in batches; return the id dtype's name."""
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
     ids = np.lib.format.open_memmap(folder / "tokens.npy.tmp", mode="w+", dtype=dtype, shape=(len(texts), max_length))
     ids[:] = tokenizer.pad_token_id
@@ -102,12 +113,7 @@ def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_leng
     del ids
     os.replace(folder / "tokens.npy.tmp", folder / "tokens.npy")
     np.save(folder / "lengths.npy", lengths)
-    without = cache.records.index[texts.isna()].tolist()
-    manifest |= {"pad_id": tokenizer.pad_token_id, "dtype": np.dtype(dtype).name, "count": len(texts),
-                 "text_columns": [*TEXT_COLUMNS, FALLBACK_COLUMN], "without_text": len(without),
-                 "rows_without_text": without[:_SHOWN], "complete": True}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return folder
+    return np.dtype(dtype).name
 
 
 def load_tokens(folder: str | Path) -> ReportTokens:

@@ -1,0 +1,146 @@
+"""Report tokens cached beside the image cache, so that training never tokenizes in the hot path.
+
+Layout, one folder per tokenizer and length (the key holds a hash of the tokenizer itself, so two tokenizers
+saved under one name never share tokens)::
+
+    CACHE/tokens/{name}-{sha8}-L{max_length}/
+        tokens.npy     (N, max_length) uint16 (int32 for vocabularies over 65,535), padded, row i <-> images[i]
+        lengths.npy    (N,) int32 real tokens per row (0: the record has no report text)
+        manifest.json  tokenizer name and SHA-256, max_length, pad_id, text columns, rows without text
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from cxrl.data.cache import as_cache
+from cxrl.errors import DataError
+
+TOKENS_DIR = "tokens"
+TEXT_COLUMNS = ("findings", "impression")
+FALLBACK_COLUMN = "report_text"
+_BATCH = 1024
+_SHOWN = 20
+
+
+@dataclass
+class ReportTokens:
+    """Cached tokens of a cache's reports: ``ids`` (N, L) memory-mapped, ``lengths`` (N,), ``manifest``."""
+
+    path: Path
+    ids: np.ndarray
+    lengths: np.ndarray
+    manifest: dict[str, Any]
+
+    def batch(self, indices: np.ndarray | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_ids`` (int64) and ``attention_mask`` of the rows at ``indices``, cut to their longest row."""
+        indices = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[indices]
+        width = max(int(lengths.max(initial=0)), 1)
+        ids = torch.from_numpy(self.ids[indices, :width].astype(np.int64))
+        mask = torch.from_numpy(np.arange(width)[None, :] < lengths[:, None]).long()
+        return ids, mask
+
+
+def report_texts(records: pd.DataFrame) -> pd.Series:
+    """Text per record: FINDINGS and IMPRESSION joined where either exists, else ``report_text``; None without any."""
+    present = [c for c in (*TEXT_COLUMNS, FALLBACK_COLUMN) if c in records]
+    if not present:
+        raise DataError(f"records have no report text: none of the columns {[*TEXT_COLUMNS, FALLBACK_COLUMN]}")
+    blank = [None] * len(records)
+    columns = [[_clean(v) for v in records[c]] if c in records else blank for c in (*TEXT_COLUMNS, FALLBACK_COLUMN)]
+    texts = [" ".join(s for s in sections if s) or whole for *sections, whole in zip(*columns, strict=True)]
+    return pd.Series(texts, index=records.index, dtype=object)
+
+
+def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_length: int) -> Path:
+    """Tokenize the cache's reports with ``tokenizer_name`` (see ``create_tokenizer``); return the tokens folder.
+
+    Idempotent: a complete folder for the same tokenizer, length and report texts is reused as it is.
+    """
+    from cxrl.models.text_tokenizer import create_tokenizer
+
+    if max_length < 2:
+        raise DataError(f"tokenize_reports: max_length must be at least 2, found {max_length}")
+    cache = as_cache(cache_dir)
+    texts = report_texts(cache.records)
+    tokenizer = create_tokenizer(tokenizer_name)
+    manifest = {
+        "tokenizer": str(tokenizer_name),
+        "tokenizer_sha256": hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest(),
+        "max_length": max_length,
+        "texts_sha256": hashlib.sha256(json.dumps(texts.tolist()).encode()).hexdigest(),
+    }
+    folder = cache.path / TOKENS_DIR / f"{_slug(tokenizer_name)}-{manifest['tokenizer_sha256'][:8]}-L{max_length}"
+    if _matches(folder, manifest):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").unlink(missing_ok=True)  # incomplete until the new tokens are all written
+    dtype = _write_tokens(folder, tokenizer, texts, max_length)
+    without = cache.records.index[texts.isna()].tolist()
+    manifest |= {"pad_id": tokenizer.pad_token_id, "dtype": dtype, "count": len(texts),
+                 "text_columns": [*TEXT_COLUMNS, FALLBACK_COLUMN], "without_text": len(without),
+                 "rows_without_text": without[:_SHOWN], "complete": True}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+def _write_tokens(folder: Path, tokenizer: Any, texts: pd.Series, max_length: int) -> str:
+    """Write ``tokens.npy`` (padded ids) and ``lengths.npy`` in batches; return the id dtype's name."""
+    dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
+    ids = np.lib.format.open_memmap(folder / "tokens.npy.tmp", mode="w+", dtype=dtype, shape=(len(texts), max_length))
+    ids[:] = tokenizer.pad_token_id
+    lengths = np.zeros(len(texts), dtype=np.int32)
+    rows = np.flatnonzero(texts.notna().to_numpy())
+    for start in tqdm(range(0, len(rows), _BATCH), desc="tokenize reports", unit="batch", disable=len(rows) <= _BATCH):
+        chunk = rows[start : start + _BATCH]
+        encoded = tokenizer(texts.iloc[chunk].tolist(), truncation=True, max_length=max_length)["input_ids"]
+        for row, seq in zip(chunk, encoded, strict=True):
+            ids[row, : len(seq)] = seq
+            lengths[row] = len(seq)
+    ids.flush()
+    del ids
+    os.replace(folder / "tokens.npy.tmp", folder / "tokens.npy")
+    np.save(folder / "lengths.npy", lengths)
+    return np.dtype(dtype).name
+
+
+def load_tokens(folder: str | Path) -> ReportTokens:
+    """Open a folder written by :func:`tokenize_reports` without reading the tokens into memory."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    if manifest is None or not manifest.get("complete"):
+        raise DataError(f"{folder}: not a complete token cache (run tokenize_reports)")
+    ids = np.load(folder / "tokens.npy", mmap_mode="r")
+    return ReportTokens(folder, ids, np.load(folder / "lengths.npy"), manifest)
+
+
+def _matches(folder: Path, wanted: dict[str, Any]) -> bool:
+    found = _read_manifest(folder)
+    return bool(found and found.get("complete") and all(found.get(k) == v for k, v in wanted.items()))
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _clean(value: object) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _slug(name: str | Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(name)).name or str(name)).strip("._") or "tokenizer"

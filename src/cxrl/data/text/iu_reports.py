@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
+from cxrl.evaluate.metrics import confusion_matrices, threshold_metrics
 from cxrl.errors import DataError
 
 IU_REPORT_COUNT = 3955
@@ -122,3 +123,34 @@ def mesh_label_matrix(mesh_major: pd.Series) -> np.ndarray:
         for finding in (f for term in terms for f in mesh_findings(term)):
             labels[i, column[finding]] = 1.0
     return labels
+
+
+def report_text(reports: pd.DataFrame) -> pd.Series:
+    """FINDINGS and IMPRESSION joined, one text per report (the MeSH indexers read both)."""
+    return (reports["findings"] + "\n" + reports["impression"]).str.strip()
+
+
+def evaluable(reports: pd.DataFrame) -> pd.DataFrame:
+    """The reports a labeler can be scored on: some FINDINGS or IMPRESSION text, and MeSH indexing."""
+    indexed = reports["mesh_major"].map(lambda terms: bool(terms) and NO_INDEXING not in terms)
+    return reports[indexed & (report_text(reports) != "")]
+
+
+def label_agreement(predicted: np.ndarray, reference: np.ndarray, uncertain_positive: bool = False) -> pd.DataFrame:
+    """Per-label precision, recall, F1 and support (reference positives) of labeler output against a reference.
+
+    A prediction is positive where it is 1 (and -1 too with ``uncertain_positive``); 0 and NaN are negative.
+    """
+    positive = (predicted == 1) | (uncertain_positive & (predicted == -1))
+    cm = confusion_matrices(reference, positive.astype(np.float64), np.full(reference.shape[1], 0.5))
+    scores = threshold_metrics(cm)
+    return pd.DataFrame(
+        {
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "f1": scores["f1"],
+            "support": cm[:, 1, :].sum(axis=1),
+            "predicted": cm[:, :, 1].sum(axis=1),
+        },
+        index=pd.Index(CHEXPERT_PATHOLOGIES, name="label"),
+    )

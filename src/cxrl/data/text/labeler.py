@@ -43,8 +43,13 @@ _UNCERTAIN_PRE, _UNCERTAIN_POST = _compile(phrases.UNCERTAIN_PRE), _compile(phra
 _SCOPE_BREAK = re.compile(r"\bwith\b(?!\s+no\b)|\band (?=(?:a|an|the|mild|moderate|small|large|new)\b)", re.I)
 
 
-def classify(clause: str, start: int, end: int) -> float:
-    """The label of the mention at ``clause[start:end]`` from the cues before and after it in its clause."""
+def classify(clause: str, start: int, end: int, cues: bool = True) -> float:
+    """The label of the mention at ``clause[start:end]`` from the cues before and after it in its clause.
+
+    ``cues=False`` calls every mention positive: the keyword baseline that the cue rules are measured against.
+    """
+    if not cues:
+        return POSITIVE
     before, after = clause[:start], clause[end:].split(",", 1)[0]
     if _UNCERTAIN_FIRST.search(before) or _UNCERTAIN_FIRST.search(after):
         return UNCERTAIN
@@ -55,14 +60,14 @@ def classify(clause: str, start: int, end: int) -> float:
     return POSITIVE
 
 
-def _organ_label(clause: str, match: re.Match[str]) -> float | None:
+def _organ_label(clause: str, match: re.Match[str], cues: bool) -> float | None:
     """An organ phrase ("heart size") counts as a mention only beside an enlarged or a normal word."""
     near_before = " ".join(clause[: match.start()].split()[-ORGAN_WINDOW_WORDS:])
     window = f"{near_before} {clause[match.end():].split(',', 1)[0]}"
-    if _NORMAL.search(window):
+    if cues and _NORMAL.search(window):
         return NEGATIVE
     if _ENLARGED.search(window):
-        return classify(clause, match.start(), match.end())
+        return classify(clause, match.start(), match.end(), cues)
     return None
 
 
@@ -71,14 +76,14 @@ def _mask(clause: str, pattern: re.Pattern[str] | None) -> str:
     return clause if pattern is None else pattern.sub(lambda m: " " * len(m.group()), clause)
 
 
-def clause_mentions(clause: str) -> dict[str, list[float]]:
+def clause_mentions(clause: str, cues: bool = True) -> dict[str, list[float]]:
     """Every finding mentioned in one clause with the label of each mention."""
     found: dict[str, list[float]] = {}
     for finding in FINDINGS:
         text = _mask(clause, _UNMENTION.get(finding))
-        labels = [classify(text, m.start(), m.end()) for m in _MENTION[finding].finditer(text)]
+        labels = [classify(text, m.start(), m.end(), cues) for m in _MENTION[finding].finditer(text)]
         if finding in _ORGAN and not labels:
-            labels = [x for m in _ORGAN[finding].finditer(text) if (x := _organ_label(text, m)) is not None]
+            labels = [x for m in _ORGAN[finding].finditer(text) if (x := _organ_label(text, m, cues)) is not None]
         if labels:
             found[finding] = labels
     return found
@@ -89,27 +94,30 @@ def _aggregate(labels: list[float]) -> float:
     return next(v for v in (POSITIVE, UNCERTAIN, NEGATIVE) if v in labels)
 
 
-def label_report(text: str) -> dict[str, float]:
-    """The 14 CheXpert labels of one report, in ``CHEXPERT_PATHOLOGIES`` order (NaN = not mentioned)."""
+def label_report(text: str, cues: bool = True) -> dict[str, float]:
+    """The 14 CheXpert labels of one report, in ``CHEXPERT_PATHOLOGIES`` order (NaN = not mentioned).
+
+    ``cues=False`` ignores negation and uncertainty (every mention positive): the keyword baseline.
+    """
     mentions: dict[str, list[float]] = {}
     other_abnormal = False
     for sentence in split_sentences(text):
         for clause in (c for part in split_clauses(sentence) for c in _SCOPE_BREAK.split(part)):
-            for finding, labels in clause_mentions(clause).items():
+            for finding, labels in clause_mentions(clause, cues).items():
                 mentions.setdefault(finding, []).extend(labels)
-            other_abnormal |= any(classify(clause, m.start(), m.end()) != NEGATIVE for m in _OTHER.finditer(clause))
+            other_abnormal |= any(classify(clause, m.start(), m.end(), cues) != NEGATIVE for m in _OTHER.finditer(clause))
     labels = {f: _aggregate(v) for f, v in mentions.items()}
     abnormal = other_abnormal or any(v != NEGATIVE for f, v in labels.items() if f != SUPPORT_DEVICES)
     labels[NO_FINDING] = np.nan if abnormal else POSITIVE
     return {p: labels.get(p, np.nan) for p in CHEXPERT_PATHOLOGIES}
 
 
-def label_reports(texts: Iterable[str], progress: bool | None = None) -> np.ndarray:
+def label_reports(texts: Iterable[str], progress: bool | None = None, cues: bool = True) -> np.ndarray:
     """Label many reports: a float32 ``(N, 14)`` array in ``CHEXPERT_PATHOLOGIES`` order.
 
     ``progress`` shows a tqdm bar; by default only from ``PROGRESS_MIN`` reports on.
     """
     texts = list(texts)
     show = len(texts) >= PROGRESS_MIN if progress is None else progress
-    rows = [list(label_report(t).values()) for t in tqdm(texts, desc="label reports", unit="report", disable=not show)]
+    rows = [list(label_report(t, cues).values()) for t in tqdm(texts, desc="label reports", unit="report", disable=not show)]
     return np.array(rows, dtype=np.float32).reshape(len(texts), len(CHEXPERT_PATHOLOGIES))

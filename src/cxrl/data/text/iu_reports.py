@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
-from cxrl.evaluate.metrics import confusion_matrices, threshold_metrics
 from cxrl.errors import DataError
+from cxrl.evaluate.metrics import confusion_matrices, threshold_metrics
 
 IU_REPORT_COUNT = 3955
 NO_INDEXING = "No Indexing"

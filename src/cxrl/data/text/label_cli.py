@@ -28,12 +28,21 @@ def read_report_csv(path: Path, skipped: Skipped) -> pd.DataFrame:
     seen: set[str] = set()
     keep = []
     for row, (report_id, text) in enumerate(zip(ids, texts, strict=True), start=1):
-        reason = "empty id" if not report_id else "repeated id" if report_id in seen else "empty text" if not text else ""
+        reason = _row_problem(report_id, text, seen)
         if reason:
             skipped.add(path, None, f"row {row} (id {report_id!r}): {reason}")
         seen.add(report_id)
         keep.append(not reason)
     return pd.DataFrame({"id": ids[keep], "text": texts[keep]}).reset_index(drop=True)
+
+
+def _row_problem(report_id: str, text: str, seen: set[str]) -> str:
+    """Why a CSV row cannot be labelled ("" when it can)."""
+    if not report_id:
+        return "empty id"
+    if report_id in seen:
+        return "repeated id"
+    return "" if text else "empty text"
 
 
 def read_report_folder(folder: Path, skipped: Skipped) -> pd.DataFrame:

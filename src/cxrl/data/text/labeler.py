@@ -105,7 +105,8 @@ def label_report(text: str, cues: bool = True) -> dict[str, float]:
         for clause in (c for part in split_clauses(sentence) for c in _SCOPE_BREAK.split(part)):
             for finding, labels in clause_mentions(clause, cues).items():
                 mentions.setdefault(finding, []).extend(labels)
-            other_abnormal |= any(classify(clause, m.start(), m.end(), cues) != NEGATIVE for m in _OTHER.finditer(clause))
+            other = (classify(clause, m.start(), m.end(), cues) for m in _OTHER.finditer(clause))
+            other_abnormal |= any(label != NEGATIVE for label in other)
     labels = {f: _aggregate(v) for f, v in mentions.items()}
     abnormal = other_abnormal or any(v != NEGATIVE for f, v in labels.items() if f != SUPPORT_DEVICES)
     labels[NO_FINDING] = np.nan if abnormal else POSITIVE
@@ -119,5 +120,6 @@ def label_reports(texts: Iterable[str], progress: bool | None = None, cues: bool
     """
     texts = list(texts)
     show = len(texts) >= PROGRESS_MIN if progress is None else progress
-    rows = [list(label_report(t, cues).values()) for t in tqdm(texts, desc="label reports", unit="report", disable=not show)]
+    bar = tqdm(texts, desc="label reports", unit="report", disable=not show)
+    rows = [list(label_report(t, cues).values()) for t in bar]
     return np.array(rows, dtype=np.float32).reshape(len(texts), len(CHEXPERT_PATHOLOGIES))

@@ -29,8 +29,12 @@ MENTIONS: dict[str, tuple[str, ...]] = {
     "Pneumonia": (r"pneumoni", r"infectio", r"infectious", r"bronchopneumonia"),
     "Atelectasis": (r"atelecta", r"collapse", r"subsegmental", r"discoid", r"plate-?like"),
     "Pneumothorax": (r"pneumothora", r"hydropneumothora"),
-    "Pleural Effusion": (r"effusion", r"pleural fluid", r"hydropneumothora", r"hemothorax", r"fluid in the \w+ fissure"),
-    "Pleural Other": (r"pleural (?:thickening|plaque|scar|calcification|fibrosis)", r"fibrothorax", r"pleuro-?parenchymal"),
+    "Pleural Effusion": (
+        r"effusion", r"pleural fluid", r"hydropneumothora", r"hemothorax", r"fluid in the \w+ fissure",
+    ),
+    "Pleural Other": (
+        r"pleural (?:thickening|plaque|scar|calcification|fibrosis)", r"fibrothorax", r"pleuro-?parenchymal",
+    ),
     "Fracture": (r"fractur", r"\bfx\b"),
     "Support Devices": (
         r"pacer", r"pacemaker", r"(?:central venous |venous |central |midline |arterial )?(?:line|lines)\b", r"picc",

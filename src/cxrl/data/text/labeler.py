@@ -37,6 +37,7 @@ _UNMENTION = {f: _compile(p) for f, p in phrases.UNMENTIONS.items()}
 _ORGAN = {f: _compile(p) for f, p in phrases.ORGANS.items()}
 _OTHER = _compile(phrases.OTHER_FINDINGS)
 _ENLARGED, _NORMAL = _compile([phrases.ENLARGED]), _compile([phrases.NORMAL])
+_PSEUDO_NEGATION = _compile(phrases.PSEUDO_NEGATION)
 _UNCERTAIN_FIRST = _compile(phrases.UNCERTAIN_FIRST)
 _NEGATION_PRE, _NEGATION_POST = _compile(phrases.NEGATION_PRE), _compile(phrases.NEGATION_POST)
 _UNCERTAIN_PRE, _UNCERTAIN_POST = _compile(phrases.UNCERTAIN_PRE), _compile(phrases.UNCERTAIN_POST)
@@ -50,7 +51,7 @@ def classify(clause: str, start: int, end: int, cues: bool = True) -> float:
     """
     if not cues:
         return POSITIVE
-    before, after = clause[:start], clause[end:].split(",", 1)[0]
+    before, after = _PSEUDO_NEGATION.sub(" ", clause[:start]), clause[end:].split(",", 1)[0]
     if _UNCERTAIN_FIRST.search(before) or _UNCERTAIN_FIRST.search(after):
         return UNCERTAIN
     if _NEGATION_PRE.search(before) or _NEGATION_POST.search(after):
@@ -62,7 +63,7 @@ def classify(clause: str, start: int, end: int, cues: bool = True) -> float:
 
 def _organ_label(clause: str, match: re.Match[str], cues: bool) -> float | None:
     """An organ phrase ("heart size") counts as a mention only beside an enlarged or a normal word."""
-    near_before = " ".join(clause[: match.start()].split()[-ORGAN_WINDOW_WORDS:])
+    near_before = " ".join(clause[: match.start()].rsplit(",", 1)[-1].split()[-ORGAN_WINDOW_WORDS:])
     window = f"{near_before} {clause[match.end():].split(',', 1)[0]}"
     if cues and _NORMAL.search(window):
         return NEGATIVE

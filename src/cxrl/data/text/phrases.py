@@ -23,7 +23,9 @@ MENTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Edema": (
         r"edema", r"oedema", r"(?:heart|cardiac) failure", r"chf\b", r"vascular congestion", r"pulmonary congestion",
-        r"vascular (?:prominence|engorgement|redistribution)", r"cephalization", r"kerley", r"congesti",
+        r"vascular (?:prominence|engorgement|redistribution|indistinctness|margination)", r"cephalization", r"kerley",
+        r"congesti", r"engorge", r"(?:increased|prominent|indistinct) (?:\w+ )?vascula\w*",
+        r"prominence of the (?:\w+ )?vascula\w*", r"vascula\w* (?:is|are) (?:increased|engorged|prominent)",
     ),
     "Consolidation": (r"consolidat",),
     "Pneumonia": (r"pneumoni", r"infectio", r"infectious", r"bronchopneumonia"),
@@ -34,6 +36,7 @@ MENTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Pleural Other": (
         r"pleural (?:thickening|plaque|scar|calcification|fibrosis)", r"fibrothorax", r"pleuro-?parenchymal",
+        r"fissural thickening", r"thickening of the (?:\w+ )?fissure", r"apical (?:pleural )?(?:capping|thickening)",
     ),
     "Fracture": (r"fractur", r"\bfx\b"),
     "Support Devices": (
@@ -41,7 +44,8 @@ MENTIONS: dict[str, tuple[str, ...]] = {
         r"tubes?\b", r"catheter", r"valve replacement", r"prosthe", r"hardware", r"arthroplast", r"icd\b",
         r"defibrillator", r"devices?\b", r"drains?\b", r"plates?\b", r"screws?\b", r"cannula", r"coils?\b",
         r"(?:surgical |vascular |sternal |sternotomy )?(?:clips?|wires?|sutures?|staples?)\b", r"stents?\b",
-        r"port-?a-?cath", r"mediport", r"leads?\b", r"generator", r"fixation", r"instrumentation", r"sternotomy",
+        r"port-?a-?cath", r"mediport", r"leads?\b", r"generator", r"fixation", r"instrumentation", r"stimulator",
+        r"filter", r"tip\b", r"tips\b",
     ),
 }
 UNMENTIONS: dict[str, tuple[str, ...]] = {
@@ -50,12 +54,12 @@ UNMENTIONS: dict[str, tuple[str, ...]] = {
     "Lung Opacity": (r"pleural scar\w*", r"densit\w* (?:of|in) the (?:bones?|spine)", r"bone densit\w*"),
     "Support Devices": (r"lines? of", r"pleural lines?", r"(?:septal|kerley b?|interstitial) lines?"),
     "Atelectasis": (r"vertebral (?:body )?collapse", r"compression"),
+    "Pneumonia": (r"(?:prior |previous |old )?granulomatous infection",),
 }
 ORGANS: dict[str, tuple[str, ...]] = {
     "Cardiomegaly": (r"heart", r"cardiac (?:silhouette|size|shadow|contours?)", r"heart size"),
     "Enlarged Cardiomediastinum": (
-        r"(?:cardio)?mediastin\w*(?: (?:silhouette|contours?|width|shadow))?", r"hil(?:a|um|ar)\b",
-        r"cardiomediastinal",
+        r"(?:cardio ?)?mediastin\w*(?: (?:silhouette|contours?|width|shadow))?",
     ),
 }
 ENLARGED = r"(?:enlarg\w*|large|prominen\w*|widen\w*|increased (?:size|width)|big)\b"
@@ -67,6 +71,11 @@ NORMAL = (
 UNCERTAIN_FIRST = (
     r"can ?not (?:be )?(?:exclude|excluded|rule out|ruled out)", r"can't (?:exclude|rule out)",
     r"not (?:be )?(?:excluded|ruled out)", r"no new", r"differential",
+)
+# Phrases that hold a negation word but deny nothing ("no change in the effusion"): blanked before cue search.
+PSEUDO_NEGATION = (
+    r"no (?:significant |substantial |interval |appreciable )?(?:change|increase|decrease|worsening)",
+    r"not (?:only|significantly changed|changed)", r"without (?:significant |interval )?change",
 )
 NEGATION_PRE = (
     r"no\b", r"not\b", r"without", r"negative for", r"free of", r"clear of", r"absence of", r"absent",
@@ -84,7 +93,7 @@ UNCERTAIN_PRE = (
     r"may\b", r"might\b", r"could\b", r"possibl[ey]", r"probabl[ey]", r"likely", r"suspect\w*", r"suspicio\w*",
     r"concern\w* (?:for|of)", r"question\w*", r"equivocal", r"borderline", r"indeterminate", r"presumed",
     r"suggest\w*", r"worrisome", r"cannot", r"evaluat\w* for", r"correlat\w*", r"r/o", r"\?", r"vs\b", r"versus",
-    r"(?:consider|considerations?)\b", r"atypical", r"represent", r"reflect", r"compatible with", r"uncertain",
+    r"(?:consider|considerations?)\b", r"atypical", r"compatible with", r"uncertain",
     r"obscur\w*",
 )
 UNCERTAIN_POST = (
@@ -99,5 +108,6 @@ OTHER_FINDINGS = (
     r"blunt\w*", r"eventration", r"elevat\w*", r"bronchiectasis", r"fibrosis", r"fibrotic", r"hypoinflat",
     r"low lung volumes?", r"deformit", r"bullae|bullous", r"thickening", r"volume loss", r"cyst",
     r"chronic (?:lung|interstitial|obstructive)", r"pneumomediastinum", r"pneumoperitoneum", r"aneurysm",
-    r"lymphadenopathy", r"adenopathy",
+    r"lymphadenopathy", r"adenopathy", r"tortuo", r"ectati", r"spurring", r"curvature", r"crowding",
+    r"(?:decreased|low|reduced|diminished) (?:lung )?volumes?", r"post-?operative", r"post-?surgical",
 )

@@ -8,7 +8,7 @@ alone is ambiguous (the key's qualifiers must all be among the term's). The mapp
 categories: scars, interstitial markings and peribronchial thickening are Lung Opacity; vascular congestion and
 heart failure are Edema; calcified granulomas, calcinosis, blunted angles, emphysema and pulmonary fibrosis map to
 no label (CheXpert counts them under none of its 14 findings either). "normal" -> No Finding. Reports indexed
-"No Indexing" carry no usable reference and are dropped by :func:`mesh_label_matrix`'s caller.
+"No Indexing", or without FINDINGS and IMPRESSION text, are left out by :func:`evaluable`.
 """
 
 from __future__ import annotations

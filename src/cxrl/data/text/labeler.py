@@ -41,7 +41,7 @@ _PSEUDO_NEGATION = _compile(phrases.PSEUDO_NEGATION)
 _UNCERTAIN_FIRST = _compile(phrases.UNCERTAIN_FIRST)
 _NEGATION_PRE, _NEGATION_POST = _compile(phrases.NEGATION_PRE), _compile(phrases.NEGATION_POST)
 _UNCERTAIN_PRE, _UNCERTAIN_POST = _compile(phrases.UNCERTAIN_PRE), _compile(phrases.UNCERTAIN_POST)
-_SCOPE_BREAK = re.compile(r"\bwith\b(?!\s+no\b)|\band (?=(?:a|an|the|mild|moderate|small|large|new)\b)", re.I)
+_SCOPE_BREAK = re.compile("|".join(phrases.SCOPE_BREAKS), re.IGNORECASE)
 
 
 def classify(clause: str, start: int, end: int, cues: bool = True) -> float:

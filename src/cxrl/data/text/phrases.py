@@ -72,16 +72,17 @@ UNCERTAIN_FIRST = (
     r"can ?not (?:be )?(?:exclude|excluded|rule out|ruled out)", r"can't (?:exclude|rule out)",
     r"not (?:be )?(?:excluded|ruled out)", r"no new", r"differential",
 )
+# Labeler scope ends beyond sentences.CLAUSE_BREAKS: "with" (not "with no") and "and" before a new noun phrase.
+SCOPE_BREAKS = (r"\bwith\b(?!\s+no\b)", r"\band (?=(?:a|an|the|mild|moderate|small|large|new)\b)")
 # Phrases that hold a negation word but deny nothing ("no change in the effusion"): blanked before cue search.
 PSEUDO_NEGATION = (
     r"no (?:significant |substantial |interval |appreciable )?(?:change|increase|decrease|worsening)",
     r"not (?:only|significantly changed|changed)", r"without (?:significant |interval )?change",
 )
 NEGATION_PRE = (
-    r"no\b", r"not\b", r"without", r"negative for", r"free of", r"clear of", r"absence of", r"absent",
-    r"resolution of", r"resolved", r"removal of", r"rather than", r"never", r"nor\b", r"(?<!ab)normal",
-    r"unremarkable", r"neither", r"no longer", r"(?:there )?is no", r"rule[sd]? out", r"exclude[sd]?",
-    r"negative", r"none",
+    r"no\b", r"not\b", r"without", r"free of", r"clear of", r"absence of", r"absent", r"resolution of",
+    r"resolved", r"removal of", r"rather than", r"never", r"nor\b", r"(?<!ab)normal", r"unremarkable", r"neither",
+    r"rule[sd]? out", r"exclude[sd]?", r"negative", r"none",
 )
 NEGATION_POST = (
     r"(?:is|are|was|were|has been|have been)?\s*(?:not|no longer)\s+(?:\w+ )?(?:seen|identified|present|evident|"

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("cxrl.train", "pre-train an image encoder (simclr, moco, byol, swav, supervised)"),
     "evaluate": ("cxrl.evaluate.cli", "linear probe or fine-tuning across label fractions"),
     "compare": ("cxrl.evaluate.compare", "one table of several encoders' evaluations"),
+    "label-reports": ("cxrl.data.text.label_cli", "the 14 CheXpert labels of free-text reports (rule labeler)"),
     "demo": ("cxrl.demo", "phantom -> cache -> SimCLR -> evaluation, end to end"),
 }
 

@@ -33,6 +33,7 @@ from cxrl.errors import ConfigError
 from cxrl.methods import ALIASES, METHODS, MethodConfig, PretrainMethod, create_method
 from cxrl.models import create_encoder, save_encoder
 from cxrl.monitor import MonitorConfig, OnlineMonitor
+from cxrl.precision import canonical_precision
 from cxrl.transforms import make_view_fn, seeds_for
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ class PretrainConfig:
     warmup_epochs: float = 10.0
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     grad_clip: float | None = None
-    precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = "32"
+    precision: Any = "32-true"  # as Lightning takes it: 32, 16, bf16, "bf16-mixed", ... (cxrl.precision)
+    compile: bool = False  # torch.compile the encoder (Inductor: GPU kernels; on a CPU, a C++ compiler)
     channels_last: bool = True  # NHWC convolutions: ~1.1x on CPU (oneDNN), more with AMP on GPU
     accelerator: str = "auto"
     devices: int = 1
@@ -73,6 +75,9 @@ class PretrainConfig:
     progress_bar: bool = True
     method: MethodConfig = field(default_factory=MethodConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+    def __post_init__(self) -> None:
+        self.precision = canonical_precision(self.precision)
 
 
 def canonical_method(name: str) -> str:

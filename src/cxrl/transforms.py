@@ -136,7 +136,8 @@ def make_view_fn(cfgs: Sequence[ViewConfig]) -> ViewFn:
     """A function ``(images uint8 (B, H, W), seeds int64 (B,)) -> [view (B, 1, s, s) float normalized]``.
 
     View ``v`` of sample ``i`` depends only on ``images[i]``, ``seeds[i]``, ``v`` and ``cfgs[v]``. Runs on the
-    images' device.
+    images' device, in float32 whatever autocast region it is called from (Lightning's mixed precision wraps the
+    training step in one).
     """
     cfgs = list(cfgs)
     if not cfgs:
@@ -148,8 +149,9 @@ def make_view_fn(cfgs: Sequence[ViewConfig]) -> ViewFn:
             raise ValueError(f"make_view_fn: expected {x.shape[0]} seeds, found shape {tuple(seeds.shape)}")
         view_seeds = [_view_seeds(seeds, v) for v in range(len(cfgs))]
         limits = [_prefilter_limit(cfg) for cfg in cfgs]
-        inputs = {limit: _prefilter(x, limit) for limit in set(limits)}  # once per distinct size limit
-        return [_one_view(inputs[limit], s, cfg) for limit, s, cfg in zip(limits, view_seeds, cfgs, strict=True)]
+        with torch.autocast(x.device.type, enabled=False):
+            inputs = {limit: _prefilter(x, limit) for limit in set(limits)}  # once per distinct size limit
+            return [_one_view(inputs[limit], s, cfg) for limit, s, cfg in zip(limits, view_seeds, cfgs, strict=True)]
 
     return views
 

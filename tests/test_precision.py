@@ -14,7 +14,7 @@ from cxrl.errors import ConfigError
 from cxrl.evaluate.protocol import run_evaluation
 from cxrl.methods import METHODS
 from cxrl.models import create_encoder, save_encoder
-from cxrl.train import pretrain, resolve_config
+from cxrl.train import LAST_CKPT, pretrain, resolve_config
 from cxrl.transforms import make_view_fn, seeds_for, simclr_views
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,3 +79,25 @@ def test_evaluation_runs_in_mixed_precision(toy_cache, tmp_path, protocol, preci
                        **quick)
     assert m["protocol"]["precision"] == f"{precision}-mixed"
     assert 0 <= m["runs"][0]["macro_auroc"] <= 1
+
+
+@pytest.mark.slow
+def test_compile_is_recorded_and_exports_the_eager_layout(toy_cache, tmp_path, monkeypatch):
+    """Dynamo traces the encoders (the ``eager`` backend: Inductor's C++ build takes minutes on a small CPU)."""
+    compiled_modules = []
+    module_compile = torch.nn.Module.compile
+
+    def traced_eagerly(module, **_):
+        compiled_modules.append(type(module).__name__)
+        module_compile(module, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", traced_eagerly)
+    overrides = [*TINY, "max_steps=2", "monitor.enabled=false"]
+    eager = pretrain("byol", toy_cache.path, tmp_path / "eager", overrides=overrides)
+    assert compiled_modules == []
+    compiled = pretrain("byol", toy_cache.path, tmp_path / "compiled", overrides=[*overrides, "compile=true"])
+    assert compiled_modules == ["Encoder", "Encoder"]  # the online encoder and its EMA copy
+    meta = json.loads((compiled / "encoder.json").read_text())
+    assert meta["config"]["compile"] is True and np.isfinite(meta["final_loss"])
+    assert encoder_tensors(compiled).keys() == encoder_tensors(eager).keys()
+    assert not any("_orig_mod" in key for key in torch.load(compiled / LAST_CKPT, weights_only=True)["state_dict"])

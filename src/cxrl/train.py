@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,7 +32,7 @@ from cxrl.config import load_config, save_config, to_dict
 from cxrl.data.torch_dataset import CacheDataModule
 from cxrl.errors import ConfigError
 from cxrl.methods import ALIASES, METHODS, MethodConfig, PretrainMethod, create_method
-from cxrl.models import create_encoder, save_encoder
+from cxrl.models import Encoder, create_encoder, save_encoder
 from cxrl.monitor import MonitorConfig, OnlineMonitor
 from cxrl.precision import canonical_precision
 from cxrl.transforms import make_view_fn, seeds_for
@@ -191,6 +192,23 @@ def plan_steps(cfg: PretrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     return total, warmup
 
 
+def compile_encoders(method: PretrainMethod) -> int:
+    """``torch.compile`` every image encoder of ``method`` (the online one and any EMA copy) in place.
+
+    ``nn.Module.compile`` keeps the module and its ``state_dict`` keys (no ``_orig_mod.`` prefix), so checkpoints
+    and exported weights have the same layout compiled or not. Where TorchDynamo is unavailable (an unsupported
+    Python or platform) this logs why and the run goes on eagerly. Returns the number of encoders compiled.
+    """
+    if not torch._dynamo.is_dynamo_supported():
+        log.warning("compile=true: torch.compile is not available with this Python/torch (%s %s); running eager",
+                    platform.python_version(), torch.__version__)
+        return 0
+    encoders = [m for m in method.modules() if isinstance(m, Encoder)]
+    for encoder in encoders:
+        encoder.compile()
+    return len(encoders)
+
+
 def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
     m = cfg.method
     return CacheDataModule(
@@ -304,6 +322,8 @@ def pretrain(
     encoder = create_encoder(cfg.backbone, in_chans=1, weights=cfg.weights)
     pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets)
     module = PretrainModule(pl_method, cfg, total_steps, warmup_steps)
+    if cfg.compile:
+        compile_encoders(pl_method)
     trainer = build_trainer(cfg, run_dir, [*build_callbacks(cfg, run_dir, datamodule), *callbacks])
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import lightning.pytorch as pl
 import torch
 from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.lars import LARS
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from cxrl.config import load_config, save_config, to_dict
@@ -67,7 +68,7 @@ class PretrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # "ddp" when devices x num_nodes > 1
     sync_batchnorm: bool = False
-    num_workers: int = 4
+    num_workers: int | None = None  # DataLoader workers per device; None: default_workers()
     seed: int = 0
     deterministic: bool = False
     train_splits: list[str] = field(default_factory=lambda: ["train"])
@@ -209,6 +210,13 @@ def compile_encoders(method: PretrainMethod) -> int:
     return len(encoders)
 
 
+def default_workers(devices: int) -> int:
+    """DataLoader workers per device when unset: the cores left beside each device's training process, at most 8
+    (a worker reads whole batches in one memmap pass, so a few feed a GPU step; more only cost memory)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, cores // devices - 1))
+
+
 def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
     m = cfg.method
     return CacheDataModule(
@@ -218,7 +226,7 @@ def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
         pathologies=m.pathologies,
         uncertainty=m.uncertainty,
         weighted_sampling=m.name == "supervised" and m.weighted_sampling,
-        num_workers=cfg.num_workers,
+        num_workers=default_workers(cfg.devices) if cfg.num_workers is None else cfg.num_workers,
         seed=cfg.seed,
     )
 
@@ -235,6 +243,8 @@ def build_callbacks(cfg: PretrainConfig, run_dir: Path, datamodule: CacheDataMod
         enable_version_counter=False,
     )
     callbacks: list[Callback] = [by_steps, by_epoch, LearningRateMonitor(logging_interval="step")]
+    if cfg.progress_bar:  # the bar reads the loss (a device sync) when it refreshes: not every step
+        callbacks.append(TQDMProgressBar(refresh_rate=cfg.log_every_n_steps))
     if cfg.monitor.enabled:
         callbacks.append(OnlineMonitor(datamodule.cache, cfg.monitor, image_size=cfg.image_size, seed=cfg.seed))
     return callbacks

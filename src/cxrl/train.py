@@ -152,8 +152,9 @@ def build_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.
         {"params": [p for p in decay if p.requires_grad], "weight_decay": cfg.weight_decay},
         {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0},
     ]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "adamw":  # fused (one kernel for all parameters) where they live on a GPU
+        on_gpu = all(p.is_cuda for group in groups for p in group["params"])
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=on_gpu or None)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return LARS(groups, lr=cfg.lr, momentum=cfg.momentum)

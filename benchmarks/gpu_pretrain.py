@@ -6,14 +6,15 @@ Rows (SimCLR, images per second and MFU, the fraction of the GPU's bf16 peak tha
   (b) cxrl step: cache loader -> views on the device -> the same model (``PretrainModule.step_loss``);
   (c) lightly's recipe: PIL images through ``SimCLRTransform`` in DataLoader workers -> the same model
       (both from ``benchmarks/pretrain_throughput.py``);
-  (d) ``cxrl pretrain`` end to end through Lightning (``cxrl.train.pretrain``), timed over ``--steps`` steps after
-      ``--warmup`` steps, eager and with ``compile=true``;
+  (d) ``cxrl pretrain`` end to end through Lightning (``cxrl.train.pretrain``), timed over ``--e2e-steps`` steps
+      after ``--warmup`` steps, eager and with ``compile=true``;
   (e) the loader alone (the engine's default workers, pinned batches).
 FLOPs per image are counted once with ``torch.utils.flop_counter`` on one forward + backward of (a).
 Targets on one H200 (issue 16): (b) >= 1.5 x (c); (d) >= 0.9 x (b); (d) with compile >= 3,000 images/s.
 
 GPU: ``python benchmarks/gpu_pretrain.py`` (ResNet-50, 224 px, batch 256, bf16). CPU smoke run of every row:
-``python benchmarks/gpu_pretrain.py --cpu`` (tiny_cnn, 32 px, batch 16, a few steps; no MFU).
+``python benchmarks/gpu_pretrain.py --cpu`` (tiny_cnn, 32 px, batch 16, a few steps; no MFU). Rows (a)-(c) time
+``--steps`` steps, (d) ``--e2e-steps``, each after ``--warmup`` steps (where compilation happens).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def lightning_rate(args: argparse.Namespace, cache: str, out: Path, compile_mode
     timer = StepTimer(args.warmup)
     overrides = [
         f"backbone={args.backbone}", f"image_size={args.size}", f"batch_size={args.batch}",
-        f"max_steps={args.warmup + args.steps}", "optimizer=adamw", "lr=1e-4", "warmup_epochs=0",
+        f"max_steps={args.warmup + args.e2e_steps}", "optimizer=adamw", "lr=1e-4", "warmup_epochs=0",
         f"precision={args.precision}", f"compile={str(compile_model).lower()}", "monitor.enabled=false",
         "progress_bar=false", "checkpoint_every_n_steps=1000000", "log_every_n_steps=50",
         f"accelerator={'cpu' if args.device == 'cpu' else 'gpu'}",
@@ -124,7 +125,7 @@ def loader_rate(args: argparse.Namespace, cache: str) -> tuple[float, int]:
 
 def measure(args: argparse.Namespace, tmp: str) -> dict[str, float]:
     """Every row's images/s, in the order of the module docstring."""
-    n_images = args.batch * (args.warmup + args.steps + 1)  # one epoch covers every (d) run: no epoch-end checkpoint
+    n_images = args.batch * (args.warmup + args.e2e_steps + 1)  # (d) stays in one epoch: no epoch-end checkpoint
     unique = synthetic_images(min(n_images, 2048))
     cache = write_bench_cache(tmp, np.resize(unique, (n_images, *unique.shape[1:])))
     rates = {"(a) model only, eager": step_rate(model_only_step_fn(args, False)[0], args)}
@@ -144,10 +145,12 @@ def measure(args: argparse.Namespace, tmp: str) -> dict[str, float]:
 def report(args: argparse.Namespace, rates: dict[str, float], flops: float) -> dict:
     """Print the table and the targets; return everything as a dict (``--json``)."""
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"{device}, {args.backbone} {args.size}px batch {args.batch} {args.precision}, {args.steps} timed steps; "
+    print(f"{device}, {args.backbone} {args.size}px batch {args.batch} {args.precision}, {args.steps} timed steps "
+          f"({args.e2e_steps} end to end); "
           f"{flops / 1e9:.1f} GFLOP per image (2 views, fwd + bwd); MFU against {args.peak_tflops or '-'} TFLOP/s")
     for name, rate in rates.items():
-        mfu = f"{rate * flops / (args.peak_tflops * 1e12):6.1%}" if args.peak_tflops and "loader" not in name else "     -"
+        model_work = args.peak_tflops and "loader" not in name
+        mfu = f"{rate * flops / (args.peak_tflops * 1e12):6.1%}" if model_work else "     -"
         print(f"  {name:34s} {rate:9.1f} img/s  MFU {mfu}")
     step, lightning = rates["(b) cxrl step"], rates["(d) cxrl pretrain (Lightning)"]
     targets = {"cxrl step / lightly recipe (>= 1.5)": step / rates["(c) lightly recipe"],
@@ -165,7 +168,8 @@ def main() -> None:
     parser.add_argument("--backbone", default=None, help="default resnet50 (tiny_cnn with --cpu)")
     parser.add_argument("--size", type=int, default=None, help="default 224 (32 with --cpu)")
     parser.add_argument("--batch", type=int, default=None, help="default 256 (16 with --cpu)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per row, default 100 (4 with --cpu)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps of (a)-(c), default 50 (4 with --cpu)")
+    parser.add_argument("--e2e-steps", type=int, default=None, help="timed steps of (d), default 100 (4 with --cpu)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per row, default 20 (2 with --cpu)")
     parser.add_argument("--precision", default="bf16-mixed", choices=["bf16-mixed", "32-true"])
     parser.add_argument("--workers", type=int, default=None, help="(b, c) loader workers; default cores - 2")
@@ -176,8 +180,8 @@ def main() -> None:
     args = parser.parse_args()
     gpu = not args.cpu and torch.cuda.is_available()
     args.device = "cuda" if gpu else "cpu"
-    sizes = ("resnet50", 224, 256, 100, 20) if gpu else ("tiny_cnn", 32, 16, 4, 2)
-    for key, value in zip(("backbone", "size", "batch", "steps", "warmup"), sizes, strict=True):
+    sizes = ("resnet50", 224, 256, 50, 100, 20) if gpu else ("tiny_cnn", 32, 16, 4, 4, 2)
+    for key, value in zip(("backbone", "size", "batch", "steps", "e2e_steps", "warmup"), sizes, strict=True):
         setattr(args, key, getattr(args, key) or value)
     args.workers = max(0, (os.cpu_count() or 1) - 2) if args.workers is None else args.workers
     args.peak_tflops = args.peak_tflops or (790.0 if gpu else None)

@@ -5,7 +5,7 @@
 #
 #   scripts/gpu_check.sh [--cpu] [--wheels DIR] [--out DIR]
 #
-# --wheels DIR  install DIR/*.whl first (no index, no dependencies) into DIR/../site: what a machine with only
+# --wheels DIR  install DIR/*.whl first (no index, no dependencies) into $TMPDIR/cxrl-gpu-site: what a machine with only
 #               torch, Lightning, timm and transformers lacks (make them with scripts/gpu_wheels.sh).
 # --out DIR     logs, runs and gpu_pretrain.json (default runs/gpu_check); the last lines are a table of steps.
 # Runs from a checkout without installing cxrl (src/ goes on PYTHONPATH). Exit status: the number of failed steps.
@@ -24,10 +24,11 @@ done
 python=${PYTHON:-python3}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+rm -rf "$out"/{phantom,cache,runs,eval-linear,eval-finetune}  # a re-run starts afresh
 log=$out/gpu_check.log
 : >"$log"
 if [ -n "$wheels" ]; then
-    site=$(cd "$wheels/.." && pwd)/site
+    site=${TMPDIR:-/tmp}/cxrl-gpu-site
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
         "$wheels"/*.whl >>"$log" 2>&1 || { echo "gpu_check: installing $wheels/*.whl failed (see $log)" >&2; exit 2; }
     export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}

@@ -101,3 +101,12 @@ def test_compile_is_recorded_and_exports_the_eager_layout(toy_cache, tmp_path, m
     assert meta["config"]["compile"] is True and np.isfinite(meta["final_loss"])
     assert encoder_tensors(compiled).keys() == encoder_tensors(eager).keys()
     assert not any("_orig_mod" in key for key in torch.load(compiled / LAST_CKPT, weights_only=True)["state_dict"])
+
+
+@pytest.mark.slow
+def test_compile_falls_back_to_eager_with_the_reason(toy_cache, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda *_, **__: pytest.fail("compiled without a compiler"))
+    run = pretrain("simclr", toy_cache.path, tmp_path / "r", overrides=[*TINY, "max_steps=1", "compile=true"])
+    assert "no C++ compiler 'no-such-compiler'" in caplog.text and "running eager" in caplog.text
+    assert json.loads((run / "encoder.json").read_text())["config"]["compile"] is True

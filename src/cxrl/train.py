@@ -12,10 +12,12 @@ RUN layout: ``config.yaml`` (resolved), ``checkpoints/last.ckpt``, ``logs/{tenso
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import math
 import os
 import platform
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -194,21 +196,34 @@ def plan_steps(cfg: PretrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     return total, warmup
 
 
-def compile_encoders(method: PretrainMethod) -> int:
+def compile_encoders(method: PretrainMethod, on_gpu: bool) -> int:
     """``torch.compile`` every image encoder of ``method`` (the online one and any EMA copy) in place.
 
     ``nn.Module.compile`` keeps the module and its ``state_dict`` keys (no ``_orig_mod.`` prefix), so checkpoints
-    and exported weights have the same layout compiled or not. Where TorchDynamo is unavailable (an unsupported
-    Python or platform) this logs why and the run goes on eagerly. Returns the number of encoders compiled.
+    and exported weights have the same layout compiled or not. Where compiling cannot work (see
+    :func:`compile_unavailable`) this logs why and the run goes on eagerly. Returns the number of encoders compiled.
     """
-    if not torch._dynamo.is_dynamo_supported():
-        log.warning("compile=true: torch.compile is not available with this Python/torch (%s %s); running eager",
-                    platform.python_version(), torch.__version__)
+    reason = compile_unavailable(on_gpu)
+    if reason:
+        log.warning("compile=true: torch.compile is unavailable here (%s); running eager", reason)
         return 0
     encoders = [m for m in method.modules() if isinstance(m, Encoder)]
     for encoder in encoders:
         encoder.compile()
+    log.info("compile=true: %d encoder(s) compiled on their first steps (a minute or more)", len(encoders))
     return len(encoders)
+
+
+def compile_unavailable(on_gpu: bool) -> str | None:
+    """Why ``torch.compile`` (TorchDynamo + Inductor) cannot run here, or ``None``: Dynamo must support this Python,
+    and Inductor needs Triton for GPU kernels or a C++ compiler (``$CXX``, else ``g++``) for CPU ones."""
+    if not torch._dynamo.is_dynamo_supported():
+        return f"TorchDynamo does not support Python {platform.python_version()} with torch {torch.__version__}"
+    if on_gpu and importlib.util.find_spec("triton") is None:
+        return "Triton, which Inductor needs for GPU kernels, is not installed"
+    if not on_gpu and shutil.which(os.environ.get("CXX", "g++")) is None:
+        return f"no C++ compiler {os.environ.get('CXX', 'g++')!r} for Inductor's CPU kernels"
+    return None
 
 
 def default_workers(devices: int) -> int:
@@ -334,7 +349,7 @@ def pretrain(
     pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets)
     module = PretrainModule(pl_method, cfg, total_steps, warmup_steps)
     if cfg.compile:
-        compile_encoders(pl_method)
+        compile_encoders(pl_method, on_gpu=cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available())
     trainer = build_trainer(cfg, run_dir, [*build_callbacks(cfg, run_dir, datamodule), *callbacks])
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -42,15 +42,14 @@ class CacheDataset(Dataset):
         return image, torch.tensor(row, dtype=torch.int64), self.labels[i]
 
     def __getitems__(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A whole batch ``(images (B, H, W), indices (B,), labels (B, K))`` in one read of the memmap, rows in
-        file order, then put back in sampler order (the DataLoader calls this instead of B ``__getitem__``)."""
+        """A whole batch ``(images (B, H, W), indices (B,), labels (B, K))`` copied from the memmap in one call,
+        straight into the batch tensor (the DataLoader calls this instead of B ``__getitem__``)."""
         positions = np.asarray(positions, dtype=np.int64)
         rows = self.rows[positions]
-        order = np.argsort(rows, kind="stable")
         images = torch.empty((len(rows), *self.images.shape[1:]), dtype=torch.uint8)
         if get_worker_info() is not None:  # in a worker: written once, handed to the main process without a copy
             images.share_memory_()
-        images.numpy()[order] = self.images[rows[order]]
+        np.take(self.images, rows, axis=0, out=images.numpy())
         return images, torch.from_numpy(rows), self.labels[positions]
 
 

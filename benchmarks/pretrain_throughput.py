@@ -68,7 +68,7 @@ def cxrl_step_fn(args: argparse.Namespace, cache_path: str) -> Callable[[], None
     cfg = PretrainConfig(backbone=args.backbone, image_size=args.size, batch_size=args.batch)
     method = create_method(cfg.method, create_encoder(args.backbone), args.size, data.targets)
     module = PretrainModule(method, cfg, total_steps=1, warmup_steps=0).to(args.device)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=args.device == "cuda" or None)
 
     def step() -> None:
         images, indices, labels = next(batches)
@@ -109,7 +109,7 @@ def lightly_step_fn(args: argparse.Namespace, images: np.ndarray) -> Callable[[]
     backbone = create_encoder(args.backbone)
     model = torch.nn.Sequential(backbone, SimCLRProjectionHead(backbone.num_features, 2048, 128)).to(args.device)
     criterion = NTXentLoss(temperature=0.1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=args.device == "cuda" or None)
 
     def step() -> None:
         x0, x1 = (v.to(args.device, non_blocking=True) for v in next(batches))

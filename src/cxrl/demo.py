@@ -111,7 +111,7 @@ def run_demo(out: str | Path = "cxrl-demo", seed: int = 0, preset: str = "cpu") 
         eval_dir = out / "eval" / name
         stage(f"evaluate {name}", eval_dir / "metrics.json", lambda kw=kw, d=eval_dir: run_evaluation(
             data=cache_dir, out=d, fractions=FRACTIONS, seeds=p.seeds, image_size=p.cache_size, seed=seed,
-            blank="zero", embedding=p.embedding, **kw))
+            blank="zero", embedding=p.embedding, precision=p.precision, **kw))
         results[name] = json.loads((eval_dir / "metrics.json").read_text())
     summary = _summarize(results, out, seed, preset, timings, time.perf_counter() - started)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

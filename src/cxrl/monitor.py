@@ -94,19 +94,20 @@ class OnlineMonitor(Callback):
         if self.data is None:
             log.warning("online monitor: fewer than 8 rows in splits %s; monitor off", cfg.splits)
 
-    def encode(self, encoder: torch.nn.Module, device: torch.device) -> np.ndarray:
-        """Features of the monitor images with the evaluation view; the encoder's train/eval mode is restored."""
+    def encode(self, encoder: torch.nn.Module, device: torch.device, precision: str = "32-true") -> np.ndarray:
+        """Features of the monitor images with the evaluation view, under the training's ``precision``; the
+        encoder's train/eval mode is restored."""
         assert self.data is not None
         was_training = encoder.training
         feats = extract_features(encoder, self.data.images, self.image_size, device, self.cfg.batch_size,
-                                 desc="monitor" if self.progress else None)
+                                 desc="monitor" if self.progress else None, precision=precision)
         encoder.train(was_training)
         return feats
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.data is None or not trainer.is_global_zero or (trainer.current_epoch + 1) % self.cfg.every_n_epochs:
             return
-        features = self.encode(pl_module.method.encoder, pl_module.device)
+        features = self.encode(pl_module.method.encoder, pl_module.device, trainer.precision)
         metrics = {"monitor/feat_std": feature_std(torch.from_numpy(features))}
         auroc = macro_auroc(features, self.data.labels, self.data.fit)
         if not np.isnan(auroc):

@@ -12,9 +12,13 @@ RUN layout: ``config.yaml`` (resolved), ``checkpoints/last.ckpt``, ``logs/{tenso
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import math
+import os
+import platform
 import shlex
+import shutil
 import signal
 import threading
 from collections.abc import Sequence
@@ -27,7 +31,7 @@ import lightning.pytorch as pl
 import torch
 from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.lars import LARS
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from cxrl.config import load_config, save_config, to_dict
@@ -35,9 +39,10 @@ from cxrl.data.cache import Cache
 from cxrl.data.torch_dataset import CacheDataModule
 from cxrl.errors import ConfigError
 from cxrl.methods import ALIASES, METHODS, MethodConfig, PretrainMethod, create_method
-from cxrl.models import create_encoder, save_encoder
+from cxrl.models import Encoder, create_encoder, save_encoder
 from cxrl.models.export import WEIGHTS_FILE
 from cxrl.monitor import MonitorConfig, OnlineMonitor
+from cxrl.precision import canonical_precision
 from cxrl.quiet import quiet_lightning
 from cxrl.resume import DATA_KEY, check_same_data, check_same_model, data_identity, read_checkpoint
 from cxrl.transforms import make_view_fn, seeds_for
@@ -65,14 +70,15 @@ class PretrainConfig:
     warmup_epochs: float = 10.0
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     grad_clip: float | None = None
-    precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = "32"
+    precision: Any = "32-true"  # as Lightning takes it: 32, 16, bf16, "bf16-mixed", ... (cxrl.precision)
+    compile: bool = False  # torch.compile the encoder (Inductor: GPU kernels; on a CPU, a C++ compiler)
     channels_last: bool = True  # NHWC convolutions: ~1.1x on CPU (oneDNN), more with AMP on GPU
     accelerator: str = "auto"
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"  # "ddp" when devices x num_nodes > 1
     sync_batchnorm: bool = False
-    num_workers: int = 4
+    num_workers: int | None = None  # DataLoader workers per device; None: default_workers()
     seed: int = 0
     deterministic: bool = False
     train_splits: list[str] = field(default_factory=lambda: ["train"])
@@ -81,6 +87,9 @@ class PretrainConfig:
     progress_bar: bool = True
     method: MethodConfig = field(default_factory=MethodConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+    def __post_init__(self) -> None:
+        self.precision = canonical_precision(self.precision)
 
 
 def canonical_method(name: str) -> str:
@@ -160,8 +169,9 @@ def build_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.
         {"params": [p for p in decay if p.requires_grad], "weight_decay": cfg.weight_decay},
         {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0},
     ]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "adamw":  # fused (one kernel for all parameters) where they live on a GPU
+        on_gpu = all(p.is_cuda for group in groups for p in group["params"])
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=on_gpu or None)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return LARS(groups, lr=cfg.lr, momentum=cfg.momentum)
@@ -201,6 +211,43 @@ def plan_steps(cfg: PretrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     return total, warmup
 
 
+def compile_encoders(method: PretrainMethod, on_gpu: bool) -> int:
+    """``torch.compile`` every image encoder of ``method`` (the online one and any EMA copy) in place.
+
+    ``nn.Module.compile`` keeps the module and its ``state_dict`` keys (no ``_orig_mod.`` prefix), so checkpoints
+    and exported weights have the same layout compiled or not. Where compiling cannot work (see
+    :func:`compile_unavailable`) this logs why and the run goes on eagerly. Returns the number of encoders compiled.
+    """
+    reason = compile_unavailable(on_gpu)
+    if reason:
+        log.warning("compile=true: torch.compile is unavailable here (%s); running eager", reason)
+        return 0
+    encoders = [m for m in method.modules() if isinstance(m, Encoder)]
+    for encoder in encoders:
+        encoder.compile()
+    log.info("compile=true: %d encoder(s) compiled on their first steps (a minute or more)", len(encoders))
+    return len(encoders)
+
+
+def compile_unavailable(on_gpu: bool) -> str | None:
+    """Why ``torch.compile`` (TorchDynamo + Inductor) cannot run here, or ``None``: Dynamo must support this Python,
+    and Inductor needs Triton for GPU kernels or a C++ compiler (``$CXX``, else ``g++``) for CPU ones."""
+    if not torch._dynamo.is_dynamo_supported():
+        return f"TorchDynamo does not support Python {platform.python_version()} with torch {torch.__version__}"
+    if on_gpu and importlib.util.find_spec("triton") is None:
+        return "Triton, which Inductor needs for GPU kernels, is not installed"
+    if not on_gpu and shutil.which(os.environ.get("CXX", "g++")) is None:
+        return f"no C++ compiler {os.environ.get('CXX', 'g++')!r} for Inductor's CPU kernels"
+    return None
+
+
+def default_workers(devices: int) -> int:
+    """DataLoader workers per device when unset: the cores left beside each device's training process, at most 8
+    (a worker reads whole batches in one memmap pass, so a few feed a GPU step; more only cost memory)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, cores // devices - 1))
+
+
 def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
     m = cfg.method
     return CacheDataModule(
@@ -210,7 +257,7 @@ def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
         pathologies=m.pathologies,
         uncertainty=m.uncertainty,
         weighted_sampling=m.name == "supervised" and m.weighted_sampling,
-        num_workers=cfg.num_workers,
+        num_workers=default_workers(cfg.devices) if cfg.num_workers is None else cfg.num_workers,
         seed=cfg.seed,
     )
 
@@ -227,6 +274,8 @@ def build_callbacks(cfg: PretrainConfig, run_dir: Path, datamodule: CacheDataMod
         enable_version_counter=False,
     )
     callbacks: list[Callback] = [by_steps, by_epoch, LearningRateMonitor(logging_interval="step")]
+    if cfg.progress_bar:  # the bar reads the loss (a device sync) when it refreshes: not every step
+        callbacks.append(TQDMProgressBar(refresh_rate=cfg.log_every_n_steps))
     if cfg.monitor.enabled:
         callbacks.append(OnlineMonitor(datamodule.cache, cfg.monitor, image_size=cfg.image_size, seed=cfg.seed,
                                        progress=cfg.progress_bar))
@@ -369,6 +418,8 @@ def pretrain(
         if state.get("global_step", 0) >= total_steps and (run_dir / WEIGHTS_FILE).is_file():
             log.info("--resume: %s already finished its %d steps; encoder in %s", run_dir, total_steps, run_dir)
             return run_dir
+    if cfg.compile:
+        compile_encoders(pl_method, on_gpu=cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available())
     trainer = build_trainer(cfg, run_dir, [*build_callbacks(cfg, run_dir, datamodule), *callbacks])
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -136,7 +136,8 @@ def make_view_fn(cfgs: Sequence[ViewConfig]) -> ViewFn:
     """A function ``(images uint8 (B, H, W), seeds int64 (B,)) -> [view (B, 1, s, s) float normalized]``.
 
     View ``v`` of sample ``i`` depends only on ``images[i]``, ``seeds[i]``, ``v`` and ``cfgs[v]``. Runs on the
-    images' device.
+    images' device, in float32 whatever autocast region it is called from (Lightning's mixed precision wraps the
+    training step in one).
     """
     cfgs = list(cfgs)
     if not cfgs:
@@ -148,8 +149,9 @@ def make_view_fn(cfgs: Sequence[ViewConfig]) -> ViewFn:
             raise ValueError(f"make_view_fn: expected {x.shape[0]} seeds, found shape {tuple(seeds.shape)}")
         view_seeds = [_view_seeds(seeds, v) for v in range(len(cfgs))]
         limits = [_prefilter_limit(cfg) for cfg in cfgs]
-        inputs = {limit: _prefilter(x, limit) for limit in set(limits)}  # once per distinct size limit
-        return [_one_view(inputs[limit], s, cfg) for limit, s, cfg in zip(limits, view_seeds, cfgs, strict=True)]
+        with torch.autocast(x.device.type, enabled=False):
+            inputs = {limit: _prefilter(x, limit) for limit in set(limits)}  # once per distinct size limit
+            return [_one_view(inputs[limit], s, cfg) for limit, s, cfg in zip(limits, view_seeds, cfgs, strict=True)]
 
     return views
 
@@ -175,12 +177,20 @@ def _one_view(x: torch.Tensor, seeds: np.ndarray, cfg: ViewConfig) -> torch.Tens
     the device once.
     """
     draws = _uniform_draws(seeds)
-    u = draws.to(x.device, non_blocking=True)
+    u = _to_device(draws, x.device)
     out = _resample(x, _affine_matrices(u, cfg, x.shape[-2:]), cfg.size)
     out = _jitter(out, u, cfg)
     out = _blur(out, u, _chosen(draws, _BLUR_ON, cfg.blur_p), cfg)
     out = _noise(out, seeds, _chosen(draws, _NOISE_ON, cfg.noise_p), cfg)
     return out.clamp_(0, 1).sub_(intensity.MEAN).div_(intensity.STD)
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on ``device`` without a host sync: a GPU copies from pinned memory asynchronously (from
+    pageable memory the copy waits for the stream)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def _chosen(draws: torch.Tensor, column: int, p: float) -> torch.Tensor:
@@ -289,7 +299,7 @@ def _blur(x: torch.Tensor, u: torch.Tensor, chosen: torch.Tensor, cfg: ViewConfi
     """
     if len(chosen) == 0:
         return x
-    chosen = chosen.to(x.device, non_blocking=True)
+    chosen = _to_device(chosen, x.device)
     size = x.shape[-1]
     radius = min(math.ceil(3 * cfg.blur_sigma[1]), size - 1)
     sigma = _between(u[:, _SIGMA], *cfg.blur_sigma)[chosen]

@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from cxrl.data.cache import Cache, as_cache
 from cxrl.data.labels import apply_uncertainty_policy, label_matrix, present_pathologies
@@ -40,6 +40,22 @@ class CacheDataset(Dataset):
         row = int(self.rows[i])
         image = torch.from_numpy(np.array(self.images[row], dtype=np.uint8, copy=True))
         return image, torch.tensor(row, dtype=torch.int64), self.labels[i]
+
+    def __getitems__(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A whole batch ``(images (B, H, W), indices (B,), labels (B, K))`` copied from the memmap in one call,
+        straight into the batch tensor (the DataLoader calls this instead of B ``__getitem__``)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        rows = self.rows[positions]
+        images = torch.empty((len(rows), *self.images.shape[1:]), dtype=torch.uint8)
+        if get_worker_info() is not None:  # in a worker: written once, handed to the main process without a copy
+            images.share_memory_()
+        np.take(self.images, rows, axis=0, out=images.numpy())
+        return images, torch.from_numpy(rows), self.labels[positions]
+
+
+def already_batched(batch: Any) -> Any:
+    """The ``collate_fn`` of loaders over :class:`CacheDataset`, whose ``__getitems__`` returns a made batch."""
+    return batch
 
 
 class SeededSampler(Sampler[int]):
@@ -185,8 +201,9 @@ class CacheDataModule(pl.LightningDataModule):
             batch_size=self.per_device_batch(world),
             sampler=sampler,
             drop_last=True,
+            collate_fn=already_batched,
             num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available(),  # pinned uint8 batches: Lightning copies them non_blocking
             persistent_workers=self.num_workers > 0,
         )
 

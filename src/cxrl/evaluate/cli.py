@@ -43,6 +43,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--blank", choices=("zero", "nan"), default="nan", help="what 'not mentioned' becomes")
     p.add_argument("--image-size", type=int, help="default: the encoder's training size, else the cache's")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default="32", help="32, 16 or bf16 (mixed: autocast on the encoder; also "
+                   "Lightning's names 32-true, 16-mixed, bf16-mixed)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threshold-rule", choices=("max_f1", "youden"), default="max_f1")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (patients resampled); 0: no CIs")
@@ -79,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         blank=args.blank,
         image_size=args.image_size,
         device=args.device,
+        precision=args.precision,
         batch_size=args.batch_size,
         threshold_rule=args.threshold_rule,
         n_bootstrap=args.bootstrap,

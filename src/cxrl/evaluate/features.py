@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from cxrl.data.cache import Cache
 from cxrl.errors import DataError
+from cxrl.precision import autocast
 from cxrl.transforms import eval_view, make_view_fn
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,14 @@ def extract_features(
     device: torch.device | str = "cpu",
     batch_size: int = 128,
     desc: str | None = "features",
+    precision: str = "32-true",
 ) -> np.ndarray:
-    """Pooled features ``(N, F)`` float32 of uint8 ``images`` ``(N, H, W)`` (a memmap is read batch by batch)."""
+    """Pooled features ``(N, F)`` float32 of uint8 ``images`` ``(N, H, W)`` (a memmap is read batch by batch);
+    ``precision`` as in :mod:`cxrl.precision` (the encoder runs under its autocast, features come back float32)."""
     encoder = encoder.eval().to(device)
     feats = _forward_batches(
-        encoder, images, image_size, device, batch_size, getattr(encoder, "num_features", 0), progress=desc
+        encoder, images, image_size, device, batch_size, getattr(encoder, "num_features", 0), progress=desc,
+        precision=precision,
     )
     bad = np.flatnonzero(~np.isfinite(feats).all(axis=1))
     if len(bad):
@@ -71,21 +75,24 @@ def _forward_batches(
     batch_size: int,
     width: int,
     progress: str | None = None,
+    precision: str = "32-true",
 ) -> np.ndarray:
     """``module`` over uint8 ``images`` batch by batch through the evaluation view: float32 ``(N, width)``.
 
-    ``progress`` names a progress bar over the batches (none if ``None``). The caller sets no-grad mode.
+    ``progress`` names a progress bar over the batches (none if ``None``); ``module`` runs under the autocast of
+    ``precision``. The caller sets no-grad mode.
     """
     starts = range(0, len(images), batch_size)
     if progress is not None:
         starts = tqdm(starts, desc=progress, unit="batch", leave=False)
-    out = [module(eval_input(images[i : i + batch_size], image_size, device)).float().cpu().numpy() for i in starts]
+    with autocast(device, precision):
+        out = [module(eval_input(images[i : i + batch_size], image_size, device)).float().cpu().numpy() for i in starts]
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
-def cache_key(fingerprint: str, cache: Cache, image_size: int) -> str:
+def cache_key(fingerprint: str, cache: Cache, image_size: int, precision: str = "32-true") -> str:
     """The feature file's name: a hash of the weights (:func:`encoder_fingerprint`), the cache's path, length and
-    manifest, the image size."""
+    manifest, the image size and the precision (other than float32, which keeps the keys of earlier versions)."""
     ident = {
         "encoder": fingerprint,
         "cache": str(cache.path),
@@ -94,6 +101,8 @@ def cache_key(fingerprint: str, cache: Cache, image_size: int) -> str:
         "image_size": image_size,
         "view": repr(eval_view(image_size)),
     }
+    if precision != "32-true":
+        ident["precision"] = precision
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -105,16 +114,19 @@ def cached_features(
     folder: str | Path,
     device: torch.device | str = "cpu",
     batch_size: int = 128,
+    precision: str = "32-true",
 ) -> np.ndarray:
     """Features of every image of ``cache``, read from ``folder/<key>.npz`` or extracted and saved there;
     ``fingerprint`` is ``encoder_fingerprint(encoder)``."""
     folder = Path(folder)
-    path = folder / f"{cache_key(fingerprint, cache, image_size)}.npz"
+    path = folder / f"{cache_key(fingerprint, cache, image_size, precision)}.npz"
     if path.is_file():
         log.info("features: reusing %s", path)
         with np.load(path, allow_pickle=False) as f:
             return f["features"]
-    feats = extract_features(encoder, cache.images, image_size, device, batch_size, desc=f"features {cache.path.name}")
+    feats = extract_features(
+        encoder, cache.images, image_size, device, batch_size, desc=f"features {cache.path.name}", precision=precision
+    )
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, features=feats)

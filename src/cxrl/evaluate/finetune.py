@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from cxrl.evaluate.features import _forward_batches
 from cxrl.evaluate.metrics import auroc
+from cxrl.precision import autocast, grad_scaler
 from cxrl.transforms import ViewConfig, eval_view, make_view_fn, seeds_for
 
 
@@ -76,9 +77,13 @@ def parameter_groups(model: Classifier, s: FinetuneSettings, lr: float) -> list[
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, image_size: int, device, batch_size: int = 128) -> np.ndarray:
-    """Logits ``(N, K)`` of uint8 images through the evaluation view."""
-    return _forward_batches(model.eval(), images, image_size, device, batch_size, model.head.out_features)
+def predict(
+    model: nn.Module, images: np.ndarray, image_size: int, device, batch_size: int = 128, precision: str = "32-true"
+) -> np.ndarray:
+    """Logits ``(N, K)`` of uint8 images through the evaluation view (under ``precision``'s autocast)."""
+    return _forward_batches(
+        model.eval(), images, image_size, device, batch_size, model.head.out_features, precision=precision
+    )
 
 
 @torch.no_grad()
@@ -103,12 +108,17 @@ def finetune(
     device: torch.device | str = "cpu",
     seed: int = 0,
     from_scratch: bool = False,
+    precision: str = "32-true",
 ) -> tuple[Classifier, dict]:
-    """Fine-tune a copy of ``encoder`` with a new head; returns the best-validation model and its history."""
+    """Fine-tune a copy of ``encoder`` with a new head; returns the best-validation model and its history.
+
+    Under mixed ``precision`` (:mod:`cxrl.precision`) forwards run in autocast, the loss in float32, and float16
+    gradients are loss-scaled."""
     torch.manual_seed(seed)
     model = Classifier(copy.deepcopy(encoder), train_y.shape[1]).to(device)
     lr = settings.lr if settings.lr is not None else (1e-3 if from_scratch else 1e-4)
     optimizer = torch.optim.AdamW(parameter_groups(model, settings, lr), weight_decay=settings.weight_decay)
+    amp = (precision, grad_scaler(device, precision))
     views = make_view_fn([_train_view(image_size, settings.augment)])
     targets = torch.as_tensor(train_y, dtype=torch.float32)
     rng = np.random.default_rng(seed)
@@ -117,8 +127,8 @@ def finetune(
     history = []
     bar = tqdm(range(settings.epochs), desc="fine-tune", unit="epoch", leave=False)
     for epoch in bar:
-        loss = _train_epoch(model, optimizer, views, train_images, targets, rng, epoch, seed, settings, device)
-        logits = predict(model, valid_images, image_size, device)
+        loss = _train_epoch(model, optimizer, views, train_images, targets, rng, epoch, seed, settings, device, amp)
+        logits = predict(model, valid_images, image_size, device, precision=precision)
         per_class = auroc(valid_y, logits)
         valid_auroc = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
         valid_loss = float(masked_bce(torch.as_tensor(logits), torch.as_tensor(valid_y, dtype=torch.float32)))
@@ -162,7 +172,11 @@ def _train_view(size: int, augment: bool) -> ViewConfig:
     return ViewConfig(size=size, crop_scale=(0.7, 1.0), rotation_deg=7.0) if augment else eval_view(size)
 
 
-def _train_epoch(model, optimizer, views, images, targets, rng, epoch, seed, s: FinetuneSettings, device) -> float:
+def _train_epoch(
+    model, optimizer, views, images, targets, rng, epoch, seed, s: FinetuneSettings, device, amp
+) -> float:
+    """One epoch; ``amp`` is (precision, its GradScaler)."""
+    precision, scaler = amp
     model.train()
     order = rng.permutation(len(images))
     losses = []
@@ -170,9 +184,12 @@ def _train_epoch(model, optimizer, views, images, targets, rng, epoch, seed, s: 
         idx = np.sort(order[start : start + s.batch_size])
         batch = torch.as_tensor(np.asarray(images[idx])).to(device)
         x = views(batch, seeds_for(idx, epoch, seed))[0]  # seeds stay on the CPU
-        loss = masked_bce(model(x), targets[idx].to(device))
+        with autocast(device, precision):
+            logits = model(x)
+        loss = masked_bce(logits.float(), targets[idx].to(device))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         losses.append(loss.item())
     return float(np.mean(losses)) if losses else float("nan")

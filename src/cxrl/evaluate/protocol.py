@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from cxrl.evaluate.features import cached_features, encoder_fingerprint, extract
 from cxrl.evaluate.finetune import FinetuneSettings, finetune, head_logits, predict
 from cxrl.evaluate.metrics import THRESHOLD_RULES, choose_thresholds, evaluate_scores
 from cxrl.evaluate.probe import DEFAULT_C_GRID, fit_linear_probe, resolve_device
+from cxrl.precision import canonical_precision
 
 log = logging.getLogger(__name__)
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.1, 0.25, 0.5, 1.0)
@@ -53,6 +55,7 @@ class EvalConfig:
     blank: str = "nan"  # nan | zero: what "not mentioned" becomes
     image_size: int | None = None  # default: the encoder's training size, else the cache's
     device: str = "auto"
+    precision: Any = "32-true"  # 32 | 16 | bf16 | "bf16-mixed" ... (cxrl.precision): the encoder's autocast
     batch_size: int = 128
     threshold_rule: str = "max_f1"  # max_f1 | youden, chosen on the selection split
     n_bootstrap: int = 1000
@@ -63,6 +66,7 @@ class EvalConfig:
     backbone: str = "resnet18"  # architecture of a random encoder; metrics.json records the one evaluated
 
     def __post_init__(self) -> None:
+        self.precision = canonical_precision(self.precision)
         checks = {
             "protocol": ("linear", "finetune"),
             "uncertainty": ("ignore", "zeros", "ones"),
@@ -314,12 +318,12 @@ def _run_all(
     embedding for the plots."""
     if cfg.protocol == "linear":
         fingerprint = encoder_info["fingerprint"]
-        feats = cached_features(model, fingerprint, source, size, out / "features", dev, cfg.batch_size)
-        test_feats = (
-            feats
-            if ev.test_cache is source
-            else cached_features(model, fingerprint, ev.test_cache, size, out / "features", dev, cfg.batch_size)
+        features_of = partial(
+            cached_features, model, fingerprint, image_size=size, folder=out / "features", device=dev,
+            batch_size=cfg.batch_size, precision=cfg.precision,
         )
+        feats = features_of(source)
+        test_feats = feats if ev.test_cache is source else features_of(ev.test_cache)
     else:  # read once: the memmap rows every run predicts on
         valid_images, test_images = source.images[ev.valid], ev.test_cache.images[ev.test]
     runs, best = [], {}
@@ -383,9 +387,12 @@ def _finetune_run(
         dev,
         seed,
         from_scratch=from_scratch,
+        precision=cfg.precision,
     )
-    s_valid = predict(tuned, valid_images, size, dev, cfg.batch_size)
-    embedding = extract_features(tuned.encoder, test_images, size, dev, cfg.batch_size, desc="test embeddings")
+    s_valid = predict(tuned, valid_images, size, dev, cfg.batch_size, cfg.precision)
+    embedding = extract_features(
+        tuned.encoder, test_images, size, dev, cfg.batch_size, desc="test embeddings", precision=cfg.precision
+    )
     return s_valid, head_logits(tuned, embedding, dev, cfg.batch_size), history, embedding
 
 

@@ -95,7 +95,7 @@ def five_way_accuracy(
     image_embeddings, labels: np.ndarray, encode_text: EncodeText,
     prompts: Mapping[str, PromptPair] = DEFAULT_PROMPTS, findings: Sequence[str] = COMPETITION_FINDINGS,
 ) -> dict[str, float | int]:
-    """CheXpert 5x200-style accuracy (Huang et al. 2021, GLoRIA, section 4.4): on the images with exactly one of
+    """CheXpert 5x200-style accuracy (Huang et al. 2021, GLoRIA): on the images with exactly one of
     ``findings`` positive (``labels`` ``(N, len(findings))``, 1 positive; 0, -1 and NaN are not), the share whose
     most similar positive ensemble is that finding's. ``accuracy`` is NaN when no image qualifies."""
     labels = np.asarray(labels, dtype=np.float64)

@@ -25,7 +25,7 @@ def image_text_info_nce(
     image_weight: float = 0.5,
     gather: bool = False,
 ) -> torch.Tensor:
-    """``mean_i [lam l_i^{v->t} + (1 - lam) l_i^{t->v}]`` (ConVIRT, Zhang et al. 2022, eqs. 2-4; CLIP at ``lam = 1/2``).
+    """``mean_i [lam l_i^{v->t} + (1 - lam) l_i^{t->v}]`` (ConVIRT, Zhang et al. 2022; CLIP at ``lam = 1/2``).
 
     ConVIRT: ``temperature=0.1``, ``image_weight=0.75``. CLIP (Radford et al. 2021, fig. 3): ``image_weight=0.5`` and
     ``temperature = 1 / LogitScale()``, a tensor that receives gradients. With ``gather=True`` each rank's rows are

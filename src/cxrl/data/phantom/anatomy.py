@@ -142,10 +142,13 @@ def smooth_fields(g: Anatomy, size: int, mid: float, dome: float, hilum_y: float
     low = max(16, size // 4)
     x, y = grid(low)
     body_a = g.thorax_half_width + 0.07 + 0.05 * g.fat
-    shoulder = np.clip((y - 0.01) / 0.16, 0, 1) ** 0.45
-    half_width = 0.09 + (body_a + 0.04 - 0.09) * shoulder - 0.03 * np.clip((y - 0.75) / 0.25, 0, 1)
+    shoulder = np.clip((y - g.apex + 0.12) / 0.14, 0, 1) ** 0.6
+    half_width = 0.1 + (body_a + 0.04 - 0.1) * shoulder - 0.03 * np.clip((y - 0.75) / 0.25, 0, 1)
     u = ((x - mid) / half_width) ** 2
     torso = np.sqrt(np.clip(1 - u, 0, 1)) * (0.55 + 0.35 * shoulder)
+    arms = np.exp(-(((np.abs(x - mid) - g.thorax_half_width - 0.11) / 0.06) ** 2)) * np.clip(
+        (y - g.apex + 0.1) / 0.06, 0, 1) * np.clip(np.minimum(x, 1 - x) / 0.04, 0, 1)
+    torso = np.maximum(torso, 0.7 * arms)
     spine = np.exp(-(((x - mid) / 0.032) ** 4)) * np.clip((y - 0.02) / 0.05, 0, 1)
     soft = torso * (0.62 + 0.3 * g.fat) + 0.12 * spine
     if g.female:
@@ -158,15 +161,33 @@ def smooth_fields(g: Anatomy, size: int, mid: float, dome: float, hilum_y: float
                  for f in (soft, depth, fade))
 
 
+def shoulder_girdle(g: Anatomy, mid: float) -> tuple[list, list, list]:
+    """Clavicles (S-curves from the sternal notch to the acromion), scapulae (triangles over the upper lateral
+    chest, glenoid, superior and inferior angles) and humeri (head centre, then the shaft), per side."""
+    clavicles, scapulae, humeri = [], [], []
+    for side in (1, -1):
+        out = g.thorax_half_width
+        clavicles.append(np.array([[mid - side * 0.03, g.apex + 0.03], [mid - side * 0.12, g.apex + 0.005],
+                                   [mid - side * (out - 0.05), g.apex - 0.01], [mid - side * (out + 0.07),
+                                   g.apex - 0.055]], np.float32))
+        scapulae.append(np.array([[mid - side * (out + 0.03), g.apex + 0.03],
+                                  [mid - side * (out - 0.13), g.apex - 0.02],
+                                  [mid - side * (out - 0.07), g.apex + 0.33]], np.float32))
+        humeri.append(np.array([[mid - side * (out + 0.09), g.apex + 0.02], [mid - side * (out + 0.15),
+                                g.apex + 0.4]], np.float32))
+    return clavicles, scapulae, humeri
+
+
 def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Generator):
-    """Posterior ribs (bands with a brighter cortex), faint anterior ribs, clavicles, vertebral end plates.
+    """Ribs (posterior bands and faint anterior arcs, each a bright cortical shell around fainter marrow),
+    clavicles, scapulae, humeral heads and shafts, vertebral end plates.
 
     Drawn at half resolution (they are blurred anyway) and upsampled."""
     ribs, rib_w = rib_lines(g, mid, dome, rng)
     half = max(16, size // 2)
     bones = np.zeros((half, half), np.float32)
     polyline(bones, ribs, 1.0, rib_w, smooth=False)
-    polyline(bones, ribs, -0.3, rib_w * 0.5, smooth=False)
+    polyline(bones, ribs, 0.6, rib_w * 0.55, smooth=False)
     anterior = []
     for k in range(5):
         for side in (1, -1):
@@ -174,15 +195,38 @@ def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Ge
             anterior.append(np.array([[mid - side * g.thorax_half_width * 0.95, y0],
                                       [mid - side * g.thorax_half_width * 0.55, y0 + 0.03],
                                       [mid - side * 0.08, y0 + 0.085]], np.float32))
-    polyline(bones, anterior, 0.3, rib_w * 0.8, smooth=False)
-    clavicles = [np.array([[mid - side * 0.035, g.apex + 0.025], [mid - side * 0.15, g.apex - 0.015],
-                           [mid - side * 0.27, g.apex - 0.03], [mid - side * 0.33, g.apex - 0.06]], np.float32)
-                 for side in (1, -1)]
-    polyline(bones, clavicles, 1.3, 0.026, smooth=False)
+    polyline(bones, anterior, 0.35, rib_w * 0.8, smooth=False)
+    clavicles, scapulae, humeri = shoulder_girdle(g, mid)
+    for blade in scapulae:
+        fill(bones, blade, 0.45)
+    polyline(bones, scapulae, 0.8, 0.008, closed=True, smooth=False)
+    polyline(bones, humeri, 1.4, 0.07, smooth=False)
+    for shaft in humeri:
+        ellipse(bones, shaft[0], (0.065, 0.07), value=1.6)
+    polyline(bones, clavicles, 1.5, 0.026, smooth=False)
+    polyline(bones, clavicles, 1.1, 0.013, smooth=False)
     plates = [np.array([[mid - 0.03, yy], [mid + 0.03, yy]], np.float32) for yy in np.arange(0.02, 1.0, 0.045)]
     polyline(bones, plates, 0.5, 0.006, smooth=False)
-    bones = cv2.GaussianBlur(bones, (0, 0), half * 0.0025)
+    bones = cv2.GaussianBlur(bones, (0, 0), half * 0.003)
     return cv2.resize(bones, (size, size), interpolation=cv2.INTER_LINEAR), ribs, rib_w
+
+
+def ellipsoid(size: int, center, axes, angle: float = 0.0) -> np.ndarray:
+    """Projected thickness (0-1) of an ellipsoid seen along its short axis: smooth edges, thickest centre.
+
+    Computed at quarter resolution and upsampled (it is smooth)."""
+    low = max(16, size // 4)
+    x, y = grid(low)
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    u, v = (x - center[0]) * c + (y - center[1]) * s, -(x - center[0]) * s + (y - center[1]) * c
+    thick = np.sqrt(np.clip(1 - (u / axes[0]) ** 2 - (v / axes[1]) ** 2, 0, 1))
+    return cv2.resize(thick.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def lung_depth(lungs: np.ndarray) -> np.ndarray:
+    """Air thickness rolls off toward each lung's edge (a projected curved surface, not a stencil)."""
+    dist = cv2.distanceTransform((lungs > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.sqrt(np.clip(dist / (0.035 * lungs.shape[0]), 0, 1))
 
 
 def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: float = 1.0,
@@ -203,7 +247,7 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
     knob = (mid + g.mediastinum * mediastinum_scale - 0.005, dome[0] - 0.36)
     ellipse(heart_layer, knob, (0.03, 0.035))
     heart_layer = cv2.GaussianBlur(heart_layer, (0, 0), size * 0.004)
-    air = lungs * depth * (1 - 0.85 * heart_layer)
+    air = lung_depth(lungs) * depth * (1 - 0.85 * heart_layer)
     vessels = np.zeros_like(lungs)
     for side, hilum in zip((1, -1), hila, strict=True):
         base = np.pi if side > 0 else 0.0
@@ -218,7 +262,7 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
         carina=(mid, hila[0][1] - 0.02), lungs=lungs, sides=sides(size),
         ribs=ribs, rib_width=rib_w,
     )
-    attenuation = soft + 0.06 * heart_layer - 0.5 * air + 0.2 * vessels
-    attenuation += 0.1 * bones * (0.3 + 0.7 * lungs)
+    attenuation = soft + 0.08 * ellipsoid(size, heart[:2], heart[2:], -25) - 0.5 * air + 0.16 * vessels
+    attenuation += 0.1 * bones * (0.6 + 0.4 * lungs)
     layers = {"vessels": vessels, "heart": heart_layer}
     return attenuation.astype(np.float32), geometry, layers

@@ -163,7 +163,7 @@ def lung_lesion(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     """Sharp round nodule(s) or a mass (severe)."""
     mask = np.zeros_like(att)
     count = 1 if f.severity != "mild" else int(rng.integers(1, 4))
-    radius = {"mild": 0.022, "moderate": 0.035, "severe": 0.065}[f.severity]
+    radius = {"mild": 0.026, "moderate": 0.035, "severe": 0.065}[f.severity]
     wall = geo.wall_x(SIDE_SIGN[f.side][0])
     for _ in range(count):
         cx = geo.mid + (wall - geo.mid) * rng.uniform(0.4, 0.75)

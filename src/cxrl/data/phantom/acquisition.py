@@ -85,7 +85,7 @@ class Acquisition:
             shift=(float(rng.normal(0, 0.015)), float(rng.normal(0.0, 0.04))),
             aspect=float(np.interp(rng.random(), np.linspace(0, 1, 11), deciles)),
             mu=float(rng.uniform(1.6, 3.2)),
-            gamma=float(rng.uniform(0.45, 0.95)),
+            gamma=float(rng.uniform(0.55, 1.0)),
             dose=float(np.exp(rng.uniform(np.log(150), np.log(1200)))),
             electronic=float(rng.uniform(0.001, 0.004)),
             blur=float(rng.uniform(0.4, 1.0)),
@@ -144,7 +144,7 @@ def display(intensity: np.ndarray, acq: Acquisition, rng: np.random.Generator) -
     density = -np.log(np.maximum(intensity, 1e-4))
     lo, hi = np.percentile(density[::4, ::4], (rng.uniform(0.2, 4), rng.uniform(97, 99.8)))
     v = np.maximum((density - lo) / max(hi - lo, 1e-3), 0) ** acq.gamma
-    knee = 0.75
+    knee = 0.8
     soft = np.where(v < knee, v, knee + (1 - knee) * -np.expm1(-(v - knee) / (1 - knee)))
     return (0.02 + (acq.headroom - 0.02) * soft).astype(np.float32)
 

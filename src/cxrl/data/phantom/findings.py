@@ -126,7 +126,7 @@ def edema(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     for hx, hy in geo.hila:
         haze = np.maximum(haze, np.exp(-(((x - hx) / (0.13 + 0.05 * a)) ** 2 + ((y - hy) / (0.15 + 0.05 * a)) ** 2)))
     haze = haze * (0.9 + 0.1 * texture(geo.size, rng, scale=2)) * geo.lungs
-    att += (0.12 + 0.15 * a) * haze + 0.3 * cv2.GaussianBlur(layers["vessels"], (0, 0), geo.size * 0.006)
+    att += (0.07 + 0.1 * a) * haze + 0.2 * cv2.GaussianBlur(layers["vessels"], (0, 0), geo.size * 0.006)
     lines = np.zeros_like(att)
     for side in (1, -1):
         wall = geo.wall_x(side)

@@ -16,67 +16,45 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from cxrl.data.imageio import decode_image
 from cxrl.data.phantom import plan_dataset, render
+from cxrl.data.phantom.realism import STATS, statistics
 from cxrl.data.prepare import to_cache_image
 from cxrl.errors import CxrlError
 from cxrl.evaluate.metrics import auroc
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".dcm", ".dicom"}
-STATS = ("mean", "sd", "p05", "p50", "p95", "p99", "white>=253 %", "black<=2 %", "noise |lap| median",
-         "sobel mean", "symmetry", "spectrum slope", "bars %")
-
-
-def exposed_field(image: np.ndarray) -> tuple[slice, slice]:
-    """Rows and columns inside letterbox bars and uniform collimation bands (those that vary at all)."""
-    rows = np.flatnonzero(image.std(axis=1) > 2.0)
-    cols = np.flatnonzero(image.std(axis=0) > 2.0)
-    if len(rows) < 16 or len(cols) < 16:
-        return slice(None), slice(None)
-    return slice(rows[0] + 2, rows[-1] - 1), slice(cols[0] + 2, cols[-1] - 1)
-
-
-def spectrum_slope(x: np.ndarray) -> float:
-    """Slope of log power against log spatial frequency, radially averaged (natural images ~ -2)."""
-    f = np.abs(np.fft.fftshift(np.fft.fft2((x - x.mean()) * np.outer(np.hanning(x.shape[0]),
-                                                                   np.hanning(x.shape[1]))))) ** 2
-    yy, xx = np.indices(f.shape)
-    r = np.hypot((yy - f.shape[0] / 2) / f.shape[0], (xx - f.shape[1] / 2) / f.shape[1])
-    edges = np.geomspace(0.02, 0.45, 16)
-    which = np.digitize(r.ravel(), edges)
-    power = np.array([f.ravel()[which == k].mean() for k in range(1, len(edges))])
-    centres = np.sqrt(edges[1:] * edges[:-1])
-    return float(np.polyfit(np.log(centres), np.log(power + 1e-12), 1)[0])
-
-
-def statistics(image: np.ndarray) -> np.ndarray:
-    """The ``STATS`` of one uint8 cache image."""
-    rows, cols = exposed_field(image)
-    field = image[rows, cols]
-    x = field.astype(np.float32) / 255
-    lap = np.abs(cv2.Laplacian(x, cv2.CV_32F, ksize=1))[1:-1, 1:-1]
-    sobel = np.hypot(cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1))[1:-1, 1:-1]
-    mirror = np.corrcoef(x.ravel(), x[:, ::-1].ravel())[0, 1]
-    p05, p50, p95, p99 = np.percentile(x, (5, 50, 95, 99))
-    return np.array([x.mean(), x.std(), p05, p50, p95, p99, 100 * (field >= 253).mean(), 100 * (field <= 2).mean(),
-                     np.median(lap), sobel.mean(), mirror, spectrum_slope(x), 100 * (1 - field.size / image.size)])
 
 
 def real_images(folders: list[Path], size: int) -> tuple[list[str], list[np.ndarray]]:
-    """The pydicom-data chest film and every image under ``folders``, letterboxed as the cache does."""
-    from pydicom.data import get_testdata_file
+    """The pydicom-data chest film (when installed) and every image under ``folders``, letterboxed as the cache
+    does; unreadable files are skipped and listed."""
+    try:
+        from pydicom.data import get_testdata_file
 
-    paths = [Path(get_testdata_file("RG1_UNCI.dcm"))]
+        paths = [Path(get_testdata_file("RG1_UNCI.dcm"))]
+    except ImportError:
+        paths = []
     for folder in folders:
         if not folder.is_dir():
             raise CxrlError(f"{folder}: not a folder of real films")
         paths += sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
-    return [str(p) for p in paths], [to_cache_image(decode_image(p, reduce_to=size), size)[0] for p in paths]
+    names, images, skipped = [], [], []
+    for path in paths:
+        try:
+            images.append(to_cache_image(decode_image(path, reduce_to=size), size)[0])
+            names.append(str(path))
+        except CxrlError as err:
+            skipped.append(str(err))
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s):\n  " + "\n  ".join(skipped))
+    if not images:
+        raise CxrlError("no real film to compare with: install pydicom-data or pass --real DIR")
+    return names, images
 
 
 def outlier_scores(phantom: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +85,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="phantom seed (the tests use 0-6 and 11; 7 is unused)")
     parser.add_argument("--real", type=Path, nargs="*", default=[], help="folders of real films (searched deeply)")
     args = parser.parse_args()
-    names, reals = real_images(args.real, args.size)
+    try:
+        names, reals = real_images(args.real, args.size)
+    except CxrlError as err:
+        parser.exit(1, f"phantom_realism: error: {err}\n")
     real = np.stack([statistics(im) for im in reals])
     phantom = np.stack([statistics(render(s, args.size, args.seed).image) for s in plan_dataset(args.n, args.seed)])
     print(f"{len(names)} real film(s) ({names[0]}{' ...' if len(names) > 1 else ''}); "

@@ -172,6 +172,7 @@ def draw_marker(out: np.ndarray, marker: Marker, film: tuple[int, int, int, int]
     value = int(255 * marker.value)
     cv2.putText(out, marker.text, org, marker.font, scale, value, max(1, int(2 * scale)), cv2.LINE_AA)
     if marker.note:
-        x = min(org[0], left + w - int(len(marker.note) * 12 * scale * 0.6))
-        y = org[1] + int(14 * scale) if org[1] < top + h / 2 else org[1] - int(22 * scale)
+        (width, height), _ = cv2.getTextSize(marker.note, marker.font, scale * 0.5, 1)
+        x = max(left, min(org[0], left + w - width - 2))
+        y = org[1] + 2 * height if org[1] < top + h / 2 else org[1] - int(24 * scale)
         cv2.putText(out, marker.note, (x, y), marker.font, scale * 0.5, value, 1, cv2.LINE_AA)

@@ -151,12 +151,12 @@ def smooth_fields(g: Anatomy, size: int, mid: float, dome: float, hilum_y: float
     hilar fade of vessel markings: smooth, so computed at quarter resolution and upsampled."""
     low = max(16, size // 4)
     x, y = grid(low)
-    body_a = g.thorax_half_width + 0.07 + 0.05 * g.fat
+    body_a = g.thorax_half_width + 0.035 + 0.05 * g.fat
     shoulder = np.clip((y - g.apex + 0.12) / 0.14, 0, 1) ** 0.6
     half_width = 0.1 + (body_a + 0.04 - 0.1) * shoulder - 0.03 * np.clip((y - 0.75) / 0.25, 0, 1)
     u = ((x - mid) / half_width) ** 2
     torso = np.sqrt(np.clip(1 - u, 0, 1)) * (0.55 + 0.35 * shoulder)
-    arms = np.exp(-(((np.abs(x - mid) - g.thorax_half_width - 0.11) / 0.06) ** 2)) * np.clip(
+    arms = np.exp(-(((np.abs(x - mid) - g.thorax_half_width - 0.13) / 0.05) ** 2)) * np.clip(
         (y - g.apex + 0.1) / 0.06, 0, 1) * np.clip(np.minimum(x, 1 - x) / 0.04, 0, 1)
     torso = np.maximum(torso, 0.7 * arms)
     spine = np.exp(-(((x - mid) / 0.032) ** 4)) * np.clip((y - 0.02) / 0.05, 0, 1)
@@ -236,7 +236,7 @@ def ellipsoid(size: int, center, axes, angle: float = 0.0) -> np.ndarray:
 def lung_depth(lungs: np.ndarray) -> np.ndarray:
     """Air thickness rolls off toward each lung's edge (a projected curved surface, not a stencil)."""
     dist = cv2.distanceTransform((lungs > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
-    return np.sqrt(np.clip(dist / (0.035 * lungs.shape[0]), 0, 1))
+    return np.sqrt(np.clip(dist / (0.02 * lungs.shape[0]), 0, 1))
 
 
 def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: float = 1.0,

@@ -124,3 +124,22 @@ def test_offline_hf_hub_name_is_a_clear_config_error(monkeypatch, tmp_path):
 def test_bad_names_and_channels_are_config_errors(name, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         create_encoder(name, **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_exported_open_clip_image_side_is_linear_probed_by_cxrl_evaluate(reference, tmp_path, toy_cache):
+    import json
+
+    from cxrl.cli import main
+    from cxrl.models import save_encoder
+
+    _, folder = reference
+    encoder = create_encoder(f"open_clip:{ARCH}", weights=folder / "open_clip_pytorch_model.safetensors", **TINY)
+    save_encoder(tmp_path / "clip", encoder, {"image_size": 64, "method": "open_clip", "config": {}})
+    args = ["evaluate", "--encoder", str(tmp_path / "clip"), "--data", str(toy_cache.path), "--out",
+            str(tmp_path / "eval"), "--fractions", "1", "--seeds", "1", "--bootstrap", "0", "--embedding", "none",
+            "--min-positives", "2"]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["encoder"]["backbone"] == f"open_clip:{ARCH}" and metrics["encoder"]["num_features"] == 32

@@ -17,6 +17,7 @@ download) and loads a local ``open_clip_pytorch_model.bin`` / ``.safetensors`` (
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ def load_open_clip(name: str, weights: str | Path | None = None, in_chans: int =
     if weights is not None:
         load_state_into(model, read_state_dict(Path(weights)), str(weights))
     model.eval()
-    tokenizer = _fetch(name, lambda: open_clip.get_tokenizer(model_name, context_length=model.context_length))
+    context_length = getattr(model, "context_length", None)  # None: the tokenizer's default
+    tokenizer = _fetch(name, lambda: open_clip.get_tokenizer(model_name, context_length=context_length))
     cfg = open_clip.get_model_preprocess_cfg(model)
     size = cfg["size"] if isinstance(cfg["size"], tuple | list) else (cfg["size"], cfg["size"])
     visual = OpenClipImage(model.visual, (int(size[0]), int(size[1])), tuple(cfg["mean"]), tuple(cfg["std"]))
@@ -134,7 +136,7 @@ def _create_model(
         logging.getLogger().removeFilter(notice)
 
 
-def _fetch(name: str, build: Any) -> Any:
+def _fetch(name: str, build: Callable[[], Any]) -> Any:
     """Run ``build``; a hub model's network/cache failure becomes a ConfigError naming what is missing."""
     if not name.removeprefix(PREFIX).startswith(HF_HUB):
         return build()

@@ -78,23 +78,24 @@ def _zone(f: Finding) -> str:
 
 
 def positive_sentence(name: str, f: Finding, rng: np.random.Generator) -> str:
-    """One sentence stating finding ``name`` with the side, zone and size it is drawn with."""
+    """One sentence stating finding ``name`` with the side, zone and size it is drawn with (fractures: side only,
+    as their drawn extent does not grow with severity)."""
     side, sev = SIDE_WORDS[f.side], size_word(name, f, rng)
-    where = f"{side} {_zone(f)}".strip()
+    where, cap = f"{side} {_zone(f)}".strip(), sev.capitalize()
     sentences = {
-        "Enlarged Cardiomediastinum": [f"The mediastinal widening is {sev}.", "There is widened mediastinum."],
-        "Cardiomegaly": [f"{sev.capitalize()} cardiomegaly.", f"The heart size is enlarged, {sev}."],
-        "Lung Opacity": [f"{sev.capitalize()} {where} opacity.", f"There are {where} opacities."],
-        "Lung Lesion": [f"A {sev} {side} lung nodule is present.", f"{sev.capitalize()} {side} {_zone(f)} mass."],
-        "Edema": [f"{sev.capitalize()} pulmonary edema.", f"There is {sev} interstitial edema."],
-        "Consolidation": [f"{sev.capitalize()} {where} consolidation.", f"Dense {where} consolidation."],
-        "Pneumonia": [f"Findings consistent with {where} pneumonia.", f"{where.capitalize()} pneumonia."],
-        "Atelectasis": [f"{sev.capitalize()} {side} basilar atelectasis.", f"Plate-like {side} atelectasis."],
-        "Pneumothorax": [f"{sev.capitalize()} {side} apical pneumothorax.", f"There is a {sev} {side} pneumothorax."],
-        "Pleural Effusion": [f"{sev.capitalize()} {side} pleural effusion.",
+        "Enlarged Cardiomediastinum": [f"The mediastinal widening is {sev}.", f"There is {sev} mediastinal widening."],
+        "Cardiomegaly": [f"{cap} cardiomegaly.", f"The heart size is enlarged, {sev}."],
+        "Lung Opacity": [f"{cap} {where} opacity.", f"There are {sev} {where} opacities."],
+        "Lung Lesion": [f"A {sev} {side} lung nodule is present.", f"{cap} {side} {_zone(f)} mass."],
+        "Edema": [f"{cap} pulmonary edema.", f"There is {sev} interstitial edema."],
+        "Consolidation": [f"{cap} {where} consolidation.", f"{cap} dense {where} consolidation."],
+        "Pneumonia": [f"Findings consistent with {sev} {where} pneumonia.", f"{cap} {where} pneumonia."],
+        "Atelectasis": [f"{cap} {side} basilar atelectasis.", f"{cap} plate-like {side} atelectasis."],
+        "Pneumothorax": [f"{cap} {side} apical pneumothorax.", f"There is a {sev} {side} pneumothorax."],
+        "Pleural Effusion": [f"{cap} {side} pleural effusion.",
                              f"There is a {sev} {side} pleural effusion." if side != "bilateral"
                              else f"There are {sev} bilateral pleural effusions."],
-        "Pleural Other": [f"{side.capitalize()} pleural thickening.", f"Calcified {side} pleural plaque."],
+        "Pleural Other": [f"{cap} {side} pleural thickening.", f"{cap} calcified {side} pleural plaque."],
         "Fracture": [f"{side.capitalize()} rib fracture.", f"Healing {side} posterior rib fracture."],
     }
     return " ".join(str(rng.choice(sentences[name])).split())

@@ -32,6 +32,7 @@ from cxrl.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("chexpert", "mimic")
+REPORT_SOURCES = ("phantom", "iu")  # written reports: the phantom's own, or real IU texts (MIMIC layout only)
 CHEXPERT_PREFIX = "CheXpert-v1.0-small/"
 MIMIC_SPLIT = {"train": "train", "valid": "validate", "test": "test"}
 JPEG_QUALITY = 95
@@ -162,11 +163,31 @@ def truth_mask(row: dict, finding: str, size: int) -> np.ndarray:
     return decode_rle(rle, size, size, relative=False) if rle else np.zeros((size, size), bool)
 
 
+def _plan(n: int, seed: int, patients: int | None, layout: str, reports: str) -> tuple[list[ImageSpec], dict]:
+    """The specs (with their reports) to write, and what the manifest adds for them."""
+    if reports not in REPORT_SOURCES:
+        raise ConfigError(f"phantom reports {reports!r}: expected one of {', '.join(REPORT_SOURCES)}")
+    if reports == "iu":
+        if layout != "mimic":
+            raise ConfigError(f"phantom --reports iu writes the MIMIC layout, not {layout!r}")
+        from cxrl.data.phantom.iu_pairs import plan_iu_dataset
+
+        specs, ids = plan_iu_dataset(n, seed)
+        return specs, {"reports": "iu", "iu_ids": ids}
+    mimic = layout == "mimic"
+    specs = plan_dataset(n, seed, patients, valid_fraction=0.05 if mimic else 0.07, test_fraction=0.05 * mimic)
+    for spec in specs:
+        spec.report = dataset_report(spec, seed)
+    return specs, {}
+
+
 def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexpert", seed: int = 0,
-                  patients: int | None = None, workers: int | None = None) -> Path:
+                  patients: int | None = None, workers: int | None = None, reports: str = "phantom") -> Path:
     """Write ``n`` phantom frontal radiographs in ``layout`` under ``out``; returns ``out``.
 
-    Deterministic for a given ``seed`` whatever ``workers`` (default: all cores, at most 8).
+    ``reports="iu"`` pairs real IU report texts with phantoms drawn from their findings (MIMIC layout; one patient
+    per report, ``patients`` unused; see :mod:`cxrl.data.phantom.iu_pairs`). Deterministic for a given ``seed``
+    whatever ``workers`` (default: all cores, at most 8).
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"phantom layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
@@ -175,11 +196,9 @@ def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexp
     root = Path(out).expanduser().resolve()
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{root} is not empty; give a new --out folder")
+    specs, extra = _plan(n, seed, patients, layout, reports)
     (root / "phantom_truth").mkdir(parents=True, exist_ok=True)
     mimic = layout == "mimic"
-    specs = plan_dataset(n, seed, patients, valid_fraction=0.05 if mimic else 0.07, test_fraction=0.05 * mimic)
-    for spec in specs:
-        spec.report = dataset_report(spec, seed)
     ids = _mimic_ids(specs, seed) if mimic else None
     paths = _mimic_paths(*ids) if mimic else _chexpert_paths(specs)
     jobs = [Job(s, p) for s, p in zip(specs, paths, strict=True)]
@@ -190,6 +209,6 @@ def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexp
         _write_reports(root, specs, paths)
     else:
         _chexpert_csvs(root, specs, paths)
-    _write_truth(root, jobs, drawn, {"layout": layout, "n": n, "size": size, "seed": seed})
-    log.info("wrote %d phantom images (%s layout) to %s", n, layout, root)
+    _write_truth(root, jobs, drawn, {"layout": layout, "n": n, "size": size, "seed": seed, **extra})
+    log.info("wrote %d phantom images (%s layout, %s reports) to %s", n, layout, reports, root)
     return root

@@ -59,7 +59,8 @@ def parse_effect(text: str) -> SubgroupEffect:
         raise ConfigError(f"subgroup effect {text!r}: expected {FORMAT}")
     finding, (key, value), share = parts[0].strip(), parts[1].split("=", 1), parts[2]
     if finding not in FINDINGS:
-        raise ConfigError(f"subgroup effect {text!r}: unknown finding {finding!r}; phantom findings: {', '.join(FINDINGS)}")
+        raise ConfigError(f"subgroup effect {text!r}: unknown finding {finding!r}; "
+                          f"phantom findings: {', '.join(FINDINGS)}")
     if key not in KEYS:
         raise ConfigError(f"subgroup effect {text!r}: unknown key {key!r}; expected one of {', '.join(KEYS)}")
     if KEYS[key] and value not in KEYS[key]:

@@ -3,7 +3,7 @@
 ``SubgroupEffect("Cardiomegaly", "sex", "F", 0.0)`` draws no Cardiomegaly in any female image that has it, while
 its labels and report still say it is there, so a classifier misses it in women: a known true-positive-rate gap
 (CheXclusion, Seyyed-Kalantari et al. 2020) for subgroup evaluation to find. With visibility ``v`` the finding is
-drawn in a share ``v`` of the subgroup's positive images, chosen from a stream of its own ``(seed, image, 3)``, so
+drawn in a share ``v`` of the subgroup's positive images, chosen from a stream of its own ``(seed, image, 4)``, so
 no other image changes. Written as ``FINDING:KEY=VALUE:VISIBILITY``; keys: ``sex`` (F, M), ``view`` (AP, PA),
 ``age`` (``LO-HI`` years, high end excluded, or ``LO+``), the values of the record table.
 """
@@ -80,6 +80,6 @@ def hidden_findings(spec: ImageSpec, effects: Sequence[SubgroupEffect], seed: in
     """The findings of ``spec`` that ``effects`` leave undrawn (deterministic from ``seed`` and the image)."""
     if not effects:
         return ()
-    draw = np.random.default_rng([seed, spec.index, 3]).random(len(effects))
+    draw = np.random.default_rng([seed, spec.index, 4]).random(len(effects))
     return tuple(sorted({e.finding for e, u in zip(effects, draw, strict=True)
                          if e.finding in spec.findings and e.matches(spec) and u >= e.visibility}))

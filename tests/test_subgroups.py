@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,3 +73,57 @@ def test_age_is_binned_by_the_default_edges_or_given_ones():
 def test_default_subgroups_are_the_columns_with_two_or_more_values():
     records = _records(20, np.random.default_rng(0))
     assert present_keys(records) == ["sex", "age"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_evaluate_reports_subgroups_present_in_the_test_rows(toy_cache, tmp_path):
+    from cxrl.data.cache import write_cache
+    from cxrl.evaluate.protocol import run_evaluation
+
+    records = toy_cache.records.copy()
+    records["sex"] = np.where(records["patient_id"].astype(int) % 2 == 0, "F", "M")
+    cache = write_cache(tmp_path / "cache", np.asarray(toy_cache.images), records, {"source": "toy-sexes"})
+    m = run_evaluation("random", cache.path, tmp_path / "ev", fractions=[1.0], seeds=1, backbone="tiny_cnn",
+                       n_bootstrap=50, min_positives=3, embedding="none")
+    assert m["protocol"]["subgroups"] == ["sex"]  # view, age and dataset have one value in the toy cache
+    sub = m["runs"][0]["subgroups"]
+    assert set(sub["groups"]["sex"]) == {"F", "M"}
+    assert sum(g["n_images"] for g in sub["groups"]["sex"].values()) == m["data"]["n_test_rows"]
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "## Subgroups (100% labels, seed 0)" in report and "| sex F |" in report
+    assert m["plots"]["subgroup_tpr_gaps"] == "subgroup_tpr_gaps.png"
+    none = run_evaluation("random", cache.path, tmp_path / "ev2", fractions=[1.0], seeds=1, backbone="tiny_cnn",
+                          n_bootstrap=0, min_positives=3, embedding="none", subgroups=[])
+    assert "subgroups" not in none["runs"][0] and "subgroup_tpr_gaps" not in none["plots"]
+
+
+def test_unknown_subgroup_is_a_clean_cli_error(toy_cache, tmp_path, capsys):
+    from cxrl.cli import main
+
+    args = ["evaluate", "--encoder", "random", "--data", str(toy_cache.path), "--out", str(tmp_path / "ev")]
+    assert main([*args, "--subgroups", "sex,race"]) == 1
+    assert "unknown subgroups ['race']" in capsys.readouterr().err
+
+
+def _eval_with_subgroups(path, name: str, women_auroc: list[float]) -> None:
+    runs = [{"fraction": f, "seed": s, "subgroups": {"groups": {"sex": {"F": {
+        "macro_auroc": a if f == 1.0 else 0.5, "per_class": {"A": {"tpr_gap": -0.2}, "B": {"tpr_gap": None}}}}}}}
+        for f in (0.1, 1.0) for s, a in enumerate(women_auroc)]
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps({
+        "encoder": {"name": name, "method": "simclr"}, "protocol": {"protocol": "linear"},
+        "summary": {"1.0": {"macro_auroc_mean": 0.8, "macro_auroc_std": 0.0}}, "runs": runs}))
+
+
+def test_compare_shows_one_subgroup_column_across_encoders(tmp_path, capsys):
+    from cxrl.cli import main
+
+    _eval_with_subgroups(tmp_path / "a", "enc-a", [0.7, 0.8])
+    _eval_with_subgroups(tmp_path / "b", "enc-b", [0.6])
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--subgroup", "sex=F"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].endswith("| 100% labels | sex=F macro AUROC |")
+    assert lines[4].endswith("| 0.750 ± 0.071 (TPR gap -0.200, 100% labels) |")
+    assert lines[5].endswith("| 0.600 ± 0.000 (TPR gap -0.200, 100% labels) |")
+    assert main(["compare", str(tmp_path / "a"), "--subgroup", "age=80+"]) == 1
+    assert "in none of these evaluations; they have sex=F" in capsys.readouterr().err

@@ -127,3 +127,20 @@ def test_compare_shows_one_subgroup_column_across_encoders(tmp_path, capsys):
     assert lines[5].endswith("| 0.600 ± 0.000 (TPR gap -0.200, 100% labels) |")
     assert main(["compare", str(tmp_path / "a"), "--subgroup", "age=80+"]) == 1
     assert "in none of these evaluations; they have sex=F" in capsys.readouterr().err
+
+
+def test_gap_interval_of_a_small_subgroup_with_every_positive_found_is_not_collapsed():
+    """6 of 6 positives found against 70 % overall: every bootstrap replicate of the subgroup says TPR 1, yet 6/6
+    is well within chance of 0.7 (0.7^6 = 0.12); the interval must contain 0."""
+    rng = np.random.default_rng(0)
+    records = _records(400, rng)
+    records["view"] = np.where(np.arange(400) < 12, "AP", "PA")  # 12 AP images, 6 of them positive
+    y = np.zeros((400, 1))
+    y[:6, 0], y[12:212, 0] = 1, 1
+    scores = np.where(y[:, 0] == 1, 1.0, -1.0)[:, None]
+    scores[12:72, 0] = -1.0  # 60 of the 200 PA positives missed: overall TPR 146/206
+    out = subgroup_metrics(y, scores, np.array([0.0]), records, ["A"], ["view"], groups=records["patient_id"],
+                           n_boot=200)
+    ap = out["groups"]["view"]["AP"]["per_class"]["A"]
+    assert ap["tpr"] == 1.0 and ap["tpr_gap"] == pytest.approx(1 - 146 / 206)
+    assert ap["tpr_gap_ci"][0] < 0 < ap["tpr_gap_ci"][1]

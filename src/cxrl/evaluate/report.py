@@ -184,8 +184,8 @@ def subgroup_section(run: dict, pathologies: list[str], plot: str | None) -> lis
         f"## Subgroups ({run['fraction'] * 100:g}% labels, seed {run['seed']})",
         "",
         "TPR gap: a subgroup's true-positive rate minus the whole test set's, at the chosen threshold "
-        "(CheXclusion). 95% CIs resample patients; the Bonferroni CI widens the largest gap's interval by the number "
-        f"of subgroups compared for that finding. Fewer than {sub['min_count']} positives: n/a, count shown.",
+        "(CheXclusion). 95% CI: patient bootstrap joined with the subgroup TPR's Wilson interval; Bonferroni CI: "
+        f"the same over all the gaps measured. Fewer than {sub['min_count']} positives: n/a, count shown.",
         "",
         "| finding | largest gap in | positives | TPR | overall TPR | TPR gap (95% CI) | Bonferroni CI | FPR gap |",
         "|---|---|---:|---|---|---|---|---|",
@@ -198,7 +198,7 @@ def subgroup_section(run: dict, pathologies: list[str], plot: str | None) -> lis
         lines.append(
             f"| {p} | {g['key']} {g['subgroup']} | {g['n_positive']} | {_f(g['tpr'])} | {_f(sub['overall'][p]['tpr'])}"
             f" | {_gap(g['tpr_gap'])} ({_ci(g['tpr_gap_ci'], '+.3f')}) | {_ci(g['tpr_gap_ci_adjusted'], '+.3f')}"
-            f" (of {g['n_compared']}) | {_gap(g['fpr_gap'])} |"
+            f" ({g['n_compared']} gaps) | {_gap(g['fpr_gap'])} |"
         )
     lines += ["", "TPR gap of every subgroup (positives in brackets):", "",
               "| subgroup | images | macro AUROC | " + " | ".join(pathologies) + " |",

@@ -6,9 +6,10 @@ gaps to the whole test set (subgroup TPR minus overall TPR).
 protocol that yields per-image scores can call it. Subgroups come from the record columns ``sex``, ``view``,
 ``dataset`` and ``age`` (binned, :data:`AGE_BINS` unless given). A subgroup with fewer than ``min_count``
 positives (TPR, AUROC) or negatives (FPR, AUROC) of a finding keeps its counts and gets NaN (``null``) there,
-never 0. Gap intervals come from one patient bootstrap shared by the subgroup and the whole set; the largest gap
-per finding also gets a Bonferroni-adjusted interval over that finding's measured subgroups, since the largest of
-several gaps is chosen after looking.
+never 0. A gap's interval is the hull of the percentile patient bootstrap (one set of replicates for the subgroup
+and the whole set) and of the subgroup TPR's Wilson score interval (Wilson 1927) minus the overall TPR: the
+bootstrap alone collapses when a small subgroup's TPR is 0 or 1 (every replicate alike). The largest gap per
+finding also gets a Bonferroni interval over all the run's measured gaps, since it is picked after looking.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from cxrl.errors import ConfigError
 from cxrl.evaluate.metrics import (
@@ -91,26 +93,16 @@ def subgroup_metrics(
     overall = _rates(labels, scores, thresholds, np.ones(len(labels), bool), min_count)
     gaps = _gap_samples(labels, scores, thresholds, [m for *_, m in members], groups, n_boot, seed)
     out: dict[str, dict] = {k: {} for k in keys}
+    all_rates: list[dict] = []  # per member, for the adjusted intervals
     for i, (key, value, mask) in enumerate(members):
         rates = _rates(labels, scores, thresholds, mask, min_count)
         aurocs = auroc(labels[mask], scores[mask])
         ci = bootstrap_auroc(labels[mask], scores[mask], groups=_subset(groups, mask), n_boot=n_boot, seed=seed)
-        per_class = {}
-        for k, name in enumerate(pathologies):
-            both = rates["n_positive"][k] >= min_count and rates["n_negative"][k] >= min_count
-            per_class[name] = {
-                "n_positive": int(rates["n_positive"][k]),
-                "n_negative": int(rates["n_negative"][k]),
-                "auroc": _num(aurocs[k] if both else np.nan),
-                "auroc_ci": [_num(v) for v in (ci["per_class"][k] if both else (np.nan, np.nan))],
-                "tpr": _num(rates["tpr"][k]),
-                "fpr": _num(rates["fpr"][k]),
-                "tpr_gap": _num(rates["tpr"][k] - overall["tpr"][k]),
-                "fpr_gap": _num(rates["fpr"][k] - overall["fpr"][k]),
-                "tpr_gap_ci": _interval(gaps[k][:, i], rates["tpr"][k], 1 - LEVEL),
-            }
+        per_class = {name: _cell(rates, overall, k, aurocs[k], ci["per_class"][k], gaps[k][:, i], min_count)
+                     for k, name in enumerate(pathologies)}
         macro = _nanmean(np.array([c["auroc"] for c in per_class.values()], dtype=np.float64))
         out[key][value] = {"n_images": int(mask.sum()), "macro_auroc": macro, "per_class": per_class}
+        all_rates.append(rates)
     return {
         "keys": list(keys),
         "age_bins": [float(b) for b in age_bins],
@@ -118,18 +110,34 @@ def subgroup_metrics(
         "overall": {name: {"tpr": _num(overall["tpr"][k]), "fpr": _num(overall["fpr"][k])}
                     for k, name in enumerate(pathologies)},
         "groups": out,
-        "largest_gaps": _largest_gaps(out, gaps, members, pathologies),
+        "largest_gaps": _largest_gaps(out, gaps, members, all_rates, overall, pathologies),
+    }
+
+
+def _cell(rates: dict, overall: dict, k: int, auc: float, auc_ci, gap_samples, min_count: int) -> dict:
+    """One subgroup's entry for class ``k``; AUROC only with ``min_count`` positives and negatives."""
+    both = rates["n_positive"][k] >= min_count and rates["n_negative"][k] >= min_count
+    return {
+        "n_positive": int(rates["n_positive"][k]),
+        "n_negative": int(rates["n_negative"][k]),
+        "auroc": _num(auc if both else np.nan),
+        "auroc_ci": [_num(v) for v in (auc_ci if both else (np.nan, np.nan))],
+        "tpr": _num(rates["tpr"][k]),
+        "fpr": _num(rates["fpr"][k]),
+        "tpr_gap": _num(rates["tpr"][k] - overall["tpr"][k]),
+        "fpr_gap": _num(rates["fpr"][k] - overall["fpr"][k]),
+        "tpr_gap_ci": _gap_interval(gap_samples, rates, k, overall["tpr"][k], 1 - LEVEL),
     }
 
 
 def _rates(labels, scores, thresholds, mask: np.ndarray, min_count: int) -> dict[str, np.ndarray]:
-    """Positive/negative counts, TPR and FPR per class over ``mask`` rows; NaN below ``min_count``."""
+    """Positive/negative counts, true positives, TPR and FPR per class over ``mask`` rows; NaN below ``min_count``."""
     cm = confusion_matrices(labels[mask], scores[mask], thresholds).astype(np.float64)
     n_pos, n_neg = cm[:, 1].sum(axis=1), cm[:, 0].sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = np.where(n_pos >= max(min_count, 1), cm[:, 1, 1] / n_pos, np.nan)
         fpr = np.where(n_neg >= max(min_count, 1), cm[:, 0, 1] / n_neg, np.nan)
-    return {"n_positive": n_pos, "n_negative": n_neg, "tpr": tpr, "fpr": fpr}
+    return {"n_positive": n_pos, "n_negative": n_neg, "tp": cm[:, 1, 1], "tpr": tpr, "fpr": fpr}
 
 
 def _gap_samples(labels, scores, thresholds, masks: list[np.ndarray], groups, n_boot: int, seed: int) -> list:
@@ -151,30 +159,38 @@ def _gap_samples(labels, scores, thresholds, masks: list[np.ndarray], groups, n_
     return out
 
 
-def _interval(samples: np.ndarray, measured: float, alpha: float) -> list[float | None]:
-    """Two-sided percentile interval at ``1 - alpha``; ``[None, None]`` when the gap itself is not measured."""
-    if not np.isfinite(measured):
+def _gap_interval(samples: np.ndarray, rates: dict, k: int, overall: float, alpha: float) -> list[float | None]:
+    """``[low, high]`` of class ``k``'s TPR gap at level ``1 - alpha``: hull of the bootstrap percentiles and the
+    Wilson interval of the subgroup TPR minus ``overall``; ``[None, None]`` when unmeasured or without replicates."""
+    boot = percentiles(samples[:, None], alpha / 2)[0]
+    if not np.isfinite(rates["tpr"][k]) or not np.isfinite(overall) or np.isnan(boot).any():
         return [None, None]
-    return [_num(v) for v in percentiles(samples[:, None], alpha / 2)[0]]
+    wilson = binomtest(int(rates["tp"][k]), int(rates["n_positive"][k])).proportion_ci(1 - alpha, method="wilson")
+    return [_num(min(boot[0], wilson.low - overall)), _num(max(boot[1], wilson.high - overall))]
 
 
-def _largest_gaps(out: dict, gaps: list, members: list, pathologies: Sequence[str]) -> dict[str, dict | None]:
-    """Per finding, the measured subgroup with the largest absolute TPR gap (None when none is measured)."""
+def _largest_gaps(out: dict, gaps: list, members: list, rates: list, overall: dict, pathologies: Sequence[str]
+                  ) -> dict:
+    """Per finding, the measured subgroup with the largest absolute TPR gap (None when none is measured), with a
+    Bonferroni interval over the ``n_compared`` measured gaps of all findings."""
+    measured = {name: [(i, key, value) for i, (key, value, _) in enumerate(members)
+                       if out[key][value]["per_class"][name]["tpr_gap"] is not None] for name in pathologies}
+    n_compared = sum(map(len, measured.values()))
     result: dict[str, dict | None] = {}
     for k, name in enumerate(pathologies):
-        measured = [(i, key, value) for i, (key, value, _) in enumerate(members)
-                    if out[key][value]["per_class"][name]["tpr_gap"] is not None]
-        if not measured:
+        if not measured[name]:
             result[name] = None
             continue
-        i, key, value = max(measured, key=lambda m: abs(out[m[1]][m[2]]["per_class"][name]["tpr_gap"]))
+        i, key, value = max(measured[name], key=lambda m: abs(out[m[1]][m[2]]["per_class"][name]["tpr_gap"]))
         entry = out[key][value]["per_class"][name]
+        adjusted = _gap_interval(gaps[k][:, i], rates[i], k, overall["tpr"][k],
+                                 (1 - LEVEL) / n_compared)
         result[name] = {
             "key": key,
             "subgroup": value,
             **{f: entry[f] for f in ("n_positive", "tpr", "tpr_gap", "tpr_gap_ci", "fpr_gap")},
-            "n_compared": len(measured),
-            "tpr_gap_ci_adjusted": _interval(gaps[k][:, i], entry["tpr"], (1 - LEVEL) / len(measured)),
+            "n_compared": n_compared,
+            "tpr_gap_ci_adjusted": adjusted,
         }
     return result
 

@@ -83,10 +83,11 @@ def test_evaluate_reports_subgroups_present_in_the_test_rows(toy_cache, tmp_path
     records = toy_cache.records.copy()
     records["sex"] = np.where(records["patient_id"].astype(int) % 2 == 0, "F", "M")
     cache = write_cache(tmp_path / "cache", np.asarray(toy_cache.images), records, {"source": "toy-sexes"})
-    m = run_evaluation("random", cache.path, tmp_path / "ev", fractions=[1.0], seeds=1, backbone="tiny_cnn",
+    m = run_evaluation("random", cache.path, tmp_path / "ev", fractions=[0.5, 1.0], seeds=1, backbone="tiny_cnn",
                        n_bootstrap=50, min_positives=3, embedding="none")
     assert m["protocol"]["subgroups"] == ["sex"]  # view, age and dataset have one value in the toy cache
-    sub = m["runs"][0]["subgroups"]
+    assert "subgroups" not in m["runs"][0]  # only the largest fraction's runs, the ones reported
+    sub = m["runs"][1]["subgroups"]
     assert set(sub["groups"]["sex"]) == {"F", "M"}
     assert sum(g["n_images"] for g in sub["groups"]["sex"].values()) == m["data"]["n_test_rows"]
     report = (tmp_path / "ev" / "report.md").read_text()

@@ -360,7 +360,7 @@ def _run_all(
                 n_boot=cfg.n_bootstrap,
                 seed=seed,
             )
-            if cfg.subgroups:
+            if cfg.subgroups and fraction == max(cfg.fractions):  # what the report and compare show
                 result["subgroups"] = subgroup_metrics(
                     ev.test_labels[ev.test], s_test, thresholds, test_records, ev.pathologies, cfg.subgroups,
                     cfg.age_bins, groups=patients, n_boot=cfg.n_bootstrap, seed=seed, min_count=cfg.min_positives,

@@ -2,10 +2,11 @@
 
 ``SubgroupEffect("Cardiomegaly", "sex", "F", 0.0)`` draws no Cardiomegaly in any female image that has it, while
 its labels and report still say it is there, so a classifier misses it in women: a known true-positive-rate gap
-(CheXclusion, Seyyed-Kalantari et al. 2020) for subgroup evaluation to find. With visibility ``v`` the finding is
-drawn in a share ``v`` of the subgroup's positive images, chosen from a stream of its own ``(seed, image, 4)``, so
-no other image changes. Written as ``FINDING:KEY=VALUE:VISIBILITY``; keys: ``sex`` (F, M), ``view`` (AP, PA),
-``age`` (``LO-HI`` years, high end excluded, or ``LO+``), the values of the record table.
+(CheXclusion, Seyyed-Kalantari et al., PSB 2021) for subgroup evaluation to find. With visibility ``v`` the
+finding is drawn in a share ``v`` of the subgroup's positive images, chosen from a stream of its own
+``(seed, image, 4)``, so no other image changes (Lung Opacity, the umbrella label, stays visible through any other
+opacity drawn). Written as ``FINDING:KEY=VALUE:VISIBILITY``; keys: ``sex`` (F, M), ``view`` (AP, PA), ``age``
+(``LO-HI`` years, high end excluded, or ``LO+``), the values of the record table.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from cxrl.evaluate.features import cached_features, encoder_fingerprint, extract
 from cxrl.evaluate.finetune import FinetuneSettings, finetune, head_logits, predict
 from cxrl.evaluate.metrics import THRESHOLD_RULES, choose_thresholds, evaluate_scores
 from cxrl.evaluate.probe import DEFAULT_C_GRID, fit_linear_probe, resolve_device
+from cxrl.evaluate.subgroups import AGE_BINS, check_subgroup_settings, present_keys, subgroup_metrics
 from cxrl.precision import canonical_precision
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class EvalConfig:
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     embedding: str = "umap"  # umap | tsne | none: 2-D map of test embeddings in the report
     backbone: str = "resnet18"  # architecture of a random encoder; metrics.json records the one evaluated
+    subgroups: list[str] | None = None  # sex, age, view, dataset; default: those with 2+ values in the test rows
+    age_bins: list[float] = field(default_factory=lambda: list(AGE_BINS))  # left edges in years; last is open
 
     def __post_init__(self) -> None:
         self.precision = canonical_precision(self.precision)
@@ -83,6 +86,7 @@ class EvalConfig:
             raise ConfigError(f"seeds must be >= 1, found {self.seeds}")
         if self.n_bootstrap < 0:
             raise ConfigError(f"bootstrap replicates must be >= 0 (0: no intervals), found {self.n_bootstrap}")
+        check_subgroup_settings(self.subgroups, self.age_bins)
         unknown = sorted(set(self.pathologies or ()) - set(PATHOLOGIES))
         if unknown:
             raise ConfigError(f"unknown pathologies {unknown}; valid: {', '.join(PATHOLOGIES)}")
@@ -126,6 +130,7 @@ def run_evaluation(
     size = int(cfg.image_size or encoder_info.get("image_size") or source.image_size)
     dev = resolve_device(cfg.device)
     ev = prepare_data(source, target_cache, cfg)
+    cfg = _resolve_subgroups(cfg, ev)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log.info(
@@ -153,6 +158,15 @@ def run_evaluation(
 
     write_reports(metrics, best, out)
     return metrics
+
+
+def _resolve_subgroups(cfg: EvalConfig, ev: EvalData) -> EvalConfig:
+    """``cfg`` with ``subgroups`` settled: the keys asked for, or those under which the test rows differ."""
+    if cfg.subgroups is not None:
+        return cfg
+    keys = present_keys(ev.test_cache.records.iloc[ev.test], cfg.age_bins)
+    ev.notes.append(f"subgroups: {', '.join(keys) or 'none'} (the record columns with two or more test values)")
+    return dataclasses.replace(cfg, subgroups=keys)
 
 
 def _make_config(**settings: Any) -> EvalConfig:
@@ -327,7 +341,8 @@ def _run_all(
     else:  # read once: the memmap rows every run predicts on
         valid_images, test_images = source.images[ev.valid], ev.test_cache.images[ev.test]
     runs, best = [], {}
-    patients = ev.test_cache.records["patient_id"].astype(str).to_numpy()[ev.test]
+    test_records = ev.test_cache.records.iloc[ev.test]
+    patients = test_records["patient_id"].astype(str).to_numpy()
     for fraction in cfg.fractions:
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
             train = label_fraction(ev.records, fraction, seed=seed, pathologies=ev.pathologies)
@@ -349,6 +364,11 @@ def _run_all(
                 n_boot=cfg.n_bootstrap,
                 seed=seed,
             )
+            if cfg.subgroups and fraction == max(cfg.fractions):  # what the report and compare show
+                result["subgroups"] = subgroup_metrics(
+                    ev.test_labels[ev.test], s_test, thresholds, test_records, ev.pathologies, cfg.subgroups,
+                    cfg.age_bins, groups=patients, n_boot=cfg.n_bootstrap, seed=seed, min_count=cfg.min_positives,
+                )
             runs.append(
                 {
                     "fraction": fraction,

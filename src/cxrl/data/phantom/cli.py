@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cxrl.data.phantom.effects import FORMAT, parse_effect
 from cxrl.data.phantom.layouts import LAYOUTS, REPORT_SOURCES, write_dataset
 
 
@@ -19,12 +20,16 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patients", type=int, default=None, help="number of patients (default n // 3)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores, at most 8)")
+    p.add_argument("--subgroup-effect", action="append", default=[], metavar="FINDING:KEY=VALUE:VISIBILITY",
+                   help=f"plant a subgroup difference: draw FINDING in only a share VISIBILITY of the positive images "
+                   f"of the subgroup (repeatable; default none): {FORMAT}")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     layout = args.layout or ("mimic" if args.reports == "iu" else "chexpert")
     root = write_dataset(args.out, args.n, size=args.size, layout=layout, seed=args.seed,
-                         patients=args.patients, workers=args.workers, reports=args.reports)
+                         patients=args.patients, workers=args.workers, reports=args.reports,
+                         subgroup_effects=[parse_effect(e) for e in args.subgroup_effect])
     print(root)
     return 0

@@ -14,7 +14,8 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
+from cxrl.data.phantom.effects import SubgroupEffect, hidden_findings
 from cxrl.data.phantom.render import MASK_BITS, render
 from cxrl.data.phantom.report import dataset_report, exam_description
 from cxrl.data.phantom.sampling import ImageSpec, plan_dataset
@@ -41,10 +43,12 @@ CHUNK = 16
 
 @dataclass(frozen=True)
 class Job:
-    """One image to render and write, with its path relative to the dataset root."""
+    """One image to render and write, with its path relative to the dataset root and the findings it leaves
+    undrawn (a planted subgroup effect, :mod:`cxrl.data.phantom.effects`)."""
 
     spec: ImageSpec
     image: str
+    hidden: tuple[str, ...] = ()
 
 
 def _chexpert_paths(specs: list[ImageSpec]) -> list[str]:
@@ -71,7 +75,8 @@ def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[tuple[str
     jobs, root, size, seed, equalize = args
     out, made = [], set()
     for job in jobs:
-        result = render(job.spec, size, seed)
+        drawn = {k: v for k, v in job.spec.findings.items() if k not in job.hidden}
+        result = render(replace(job.spec, findings=drawn) if job.hidden else job.spec, size, seed)
         image = cv2.equalizeHist(result.image) if equalize else result.image
         path = Path(root, job.image)
         if path.parent not in made:
@@ -157,6 +162,10 @@ def _write_truth(root: Path, jobs: list[Job], drawn: list[tuple[str, str]], meta
     (truth / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
+def _undrawn_by(effect: SubgroupEffect, job: Job) -> bool:
+    return effect.finding in job.hidden and effect.matches(job.spec)
+
+
 def truth_mask(row: dict, finding: str, size: int) -> np.ndarray:
     """The boolean ``(size, size)`` mask of ``finding`` in one ``truth.parquet`` row (empty when not drawn)."""
     rle = json.loads(row["masks"]).get(finding)
@@ -182,12 +191,15 @@ def _plan(n: int, seed: int, patients: int | None, layout: str, reports: str) ->
 
 
 def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexpert", seed: int = 0,
-                  patients: int | None = None, workers: int | None = None, reports: str = "phantom") -> Path:
+                  patients: int | None = None, workers: int | None = None, reports: str = "phantom",
+                  subgroup_effects: Sequence[SubgroupEffect] = ()) -> Path:
     """Write ``n`` phantom frontal radiographs in ``layout`` under ``out``; returns ``out``.
 
     ``reports="iu"`` pairs real IU report texts with phantoms drawn from their findings (MIMIC layout; one patient
     per report, ``patients`` unused; see :mod:`cxrl.data.phantom.iu_pairs`). Deterministic for a given ``seed``
-    whatever ``workers`` (default: all cores, at most 8).
+    whatever ``workers`` (default: all cores, at most 8). ``subgroup_effects`` plant findings that are drawn less
+    often in one subgroup; they are listed, with how many images each left undrawn, in
+    ``phantom_truth/manifest.json``.
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"phantom layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
@@ -201,7 +213,7 @@ def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexp
     mimic = layout == "mimic"
     ids = _mimic_ids(specs, seed) if mimic else None
     paths = _mimic_paths(*ids) if mimic else _chexpert_paths(specs)
-    jobs = [Job(s, p) for s, p in zip(specs, paths, strict=True)]
+    jobs = [Job(s, p, hidden_findings(s, subgroup_effects, seed)) for s, p in zip(specs, paths, strict=True)]
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     drawn = _render_all(jobs, root, size, seed, mimic, workers)
     if mimic:
@@ -209,6 +221,10 @@ def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexp
         _write_reports(root, specs, paths)
     else:
         _chexpert_csvs(root, specs, paths)
-    _write_truth(root, jobs, drawn, {"layout": layout, "n": n, "size": size, "seed": seed, **extra})
+    meta = {"layout": layout, "n": n, "size": size, "seed": seed, **extra}
+    if subgroup_effects:
+        meta["subgroup_effects"] = [{**asdict(e), "n_undrawn": sum(_undrawn_by(e, j) for j in jobs)}
+                                    for e in subgroup_effects]
+    _write_truth(root, jobs, drawn, meta)
     log.info("wrote %d phantom images (%s layout, %s reports) to %s", n, layout, reports, root)
     return root

@@ -43,8 +43,7 @@ from cxrl.errors import ConfigError
 from cxrl.methods import METHODS, MethodConfig, PretrainMethod, canonical_method, create_method
 from cxrl.methods.registry import method_names
 from cxrl.models import Encoder, create_encoder
-from cxrl.models.export import save_named_encoder
-from cxrl.models.export import WEIGHTS_FILE
+from cxrl.models.export import WEIGHTS_FILE, save_named_encoder
 from cxrl.monitor import MonitorConfig, OnlineMonitor
 from cxrl.precision import canonical_precision
 from cxrl.quiet import quiet_lightning

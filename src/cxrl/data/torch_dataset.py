@@ -23,7 +23,6 @@ from cxrl.data.labels import apply_uncertainty_policy, label_matrix, present_pat
 from cxrl.errors import ConfigError, DataError
 from cxrl.losses import inverse_frequency_weights
 
-
 BASE_COLUMNS = ("image", "index", "labels")
 
 

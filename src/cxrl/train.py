@@ -95,9 +95,11 @@ class PretrainConfig:
         self.precision = canonical_precision(self.precision)
 
 
-def default_config_path(method: str) -> Path:
-    """The packaged YAML of a method (``cxrl/configs/<method>.yaml``)."""
-    return Path(str(resources.files("cxrl") / "configs" / f"{canonical_method(method)}.yaml"))
+def default_config_path(method: str) -> Path | None:
+    """The packaged YAML of a method (``cxrl/configs/<method>.yaml``); None for a method registered outside cxrl
+    that ships none (its config dataclass's defaults then apply)."""
+    path = Path(str(resources.files("cxrl") / "configs" / f"{canonical_method(method)}.yaml"))
+    return path if path.is_file() else None
 
 
 def resolve_config(

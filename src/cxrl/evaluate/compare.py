@@ -1,4 +1,7 @@
-"""``cxrl compare``: one table of several evaluations (rows: encoders; columns: label fractions)."""
+"""``cxrl compare``: one table per metric of several evaluations (rows: encoders; columns: label fractions).
+
+Macro AUROC first (the multi-label protocols), then every other metric a protocol summarized (accuracy,
+Recall@K, ...), each with the evaluations that have it."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 from pathlib import Path
 
 from cxrl.errors import DataError
+from cxrl.evaluate.metric_names import metric_label, summary_keys
 
 METRICS = "metrics.json"
 
@@ -32,13 +36,16 @@ def find_evaluations(paths: list[str | Path]) -> list[Path]:
 
 
 def load_rows(files: list[Path]) -> list[dict]:
-    """One row per evaluation: its encoder, protocol, target and macro AUROC mean/std per fraction."""
+    """One row per evaluation: its encoder, protocol, target, and each summarized metric's mean/std per fraction
+    (``metrics``; ``auroc`` is macro AUROC's)."""
     rows = []
     for f in files:
         try:
             m = json.loads(f.read_text())
             summary = m["summary"]
             name = m["encoder"]["name"]
+            metrics = {key: {k: (v[f"{key}_mean"], v[f"{key}_std"]) for k, v in summary.items()}
+                       for key in summary_keys(summary)}
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
             raise DataError(f"{f}: not a cxrl metrics.json ({type(e).__name__}: {e})") from e
         data = m.get("data") or {}
@@ -52,19 +59,32 @@ def load_rows(files: list[Path]) -> list[dict]:
                 "protocol": m.get("protocol", {}).get("protocol"),
                 "target": Path(target["path"]).name if target else None,
                 "path": str(f.parent),
-                "auroc": {k: (v["macro_auroc_mean"], v["macro_auroc_std"]) for k, v in summary.items()},
+                "auroc": metrics.get("macro_auroc", {}),
+                "metrics": metrics,
             }
         )
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
-    """Markdown: encoder | method | protocol | eval dir name | one ``mean ± std`` column per fraction (union).
+def metrics_of(rows: list[dict]) -> list[str]:
+    """Every metric some row has, macro AUROC first, then in order of appearance."""
+    keys = dict.fromkeys(["macro_auroc", *(k for r in rows for k in _values(r))])
+    return [k for k in keys if any(_values(r).get(k) for r in rows)]
+
+
+def _values(row: dict) -> dict:
+    return row.get("metrics") or {"macro_auroc": row["auroc"]}
+
+
+def format_table(rows: list[dict], metric: str = "macro_auroc") -> str:
+    """Markdown: encoder | method | protocol | eval dir name | one ``mean ± std`` column per fraction (union) of
+    ``metric``, over the rows that have it.
 
     Evaluations of different source caches or pathology sets get a ``data`` and a ``pathologies`` column (sets
     numbered #1, #2, ... and listed under the table): their AUROCs average different tasks.
     """
-    fractions = sorted({k for r in rows for k in r["auroc"]}, key=float)
+    rows = [r for r in rows if _values(r).get(metric)]
+    fractions = sorted({k for r in rows for k in _values(r)[metric]}, key=float)
     sets = _pathology_sets(rows)
     mixed = mixed_inputs(rows)
     head = ["encoder", "method", "protocol", "evaluation"] + (["data", "pathologies"] if mixed else [])
@@ -76,7 +96,7 @@ def format_table(rows: list[dict]) -> str:
         if mixed:
             cells += [str(r["data"]), _set_label(sets, r["pathologies"])]
         for f in fractions:
-            mean, std = r["auroc"].get(f, (None, None))
+            mean, std = _values(r)[metric].get(f, (None, None))
             cells.append("—" if mean is None else f"{mean:.3f} ± {std or 0:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     if mixed:
@@ -106,7 +126,8 @@ def add_cli(subparsers) -> None:
         "compare",
         help="one table of several encoders' evaluations",
         description="Test macro AUROC (mean ± std over seeds) per label fraction, one row per "
-        "evaluation. Accepts eval dirs (with metrics.json) or run dirs holding eval dirs.",
+        "evaluation, then a table per other metric the evaluations summarized (accuracy, Recall@K, ...). "
+        "Accepts eval dirs (with metrics.json) or run dirs holding eval dirs.",
     )
     p.add_argument("paths", nargs="+", help="eval dirs, run dirs or metrics.json files")
     p.add_argument("--out", help="also write the Markdown table to this file")
@@ -116,8 +137,11 @@ def add_cli(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     rows = load_rows(find_evaluations(args.paths))
-    table = format_table(rows)
-    print("test macro AUROC, mean ± std over seeds\n\n" + table)
+    tables = [(f"test {metric_label(k)}, mean ± std over seeds", format_table(rows, k)) for k in metrics_of(rows)]
+    if not tables:
+        raise DataError(f"{', '.join(map(str, args.paths))}: the evaluations summarize no metric")
+    print("\n\n".join(f"{title}\n\n{table}" for title, table in tables))
+    table = tables[0][1] if len(tables) == 1 else "\n\n".join(f"{title}\n\n{table}" for title, table in tables)
     if mixed_inputs(rows):
         print(
             "warning: these evaluations used different caches or pathology sets (data and pathologies columns); "

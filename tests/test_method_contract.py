@@ -92,7 +92,8 @@ def report_cache(toy_cache, tmp_path_factory):
         " ".join(["Cardiomegaly." if r["Cardiomegaly"] == 1 else "Normal heart size.",
                   "Effusion." if r["Pleural Effusion"] == 1 else "No effusion."]) for _, r in records.iterrows()
     ]
-    cache = write_cache(tmp_path_factory.mktemp("report_cache"), np.asarray(toy_cache.images), records, {"source": "toy"})
+    folder = tmp_path_factory.mktemp("report_cache")
+    cache = write_cache(folder, np.asarray(toy_cache.images), records, {"source": "toy"})
     tokenizer = tmp_path_factory.mktemp("tokenizer")
     train_tokenizer(records["report_text"].tolist(), tokenizer, vocab_size=120)
     return cache, tokenizer

@@ -1,4 +1,5 @@
-"""``cxrl evaluate``: linear probe or fine-tuning of an encoder across label fractions and seeds."""
+"""``cxrl evaluate``: a registered protocol (linear probe, fine-tuning, ...) of an encoder across label fractions and
+seeds."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def add_cli(subparsers) -> None:
 
     p = subparsers.add_parser(
         "evaluate",
-        help="linear probe or fine-tuning across label fractions",
+        help="evaluate an encoder across label fractions (linear, finetune, ...)",
         description="Evaluate an encoder on a cache: train on label fractions of the train split, select on valid, "
         "report test metrics with bootstrap CIs. Writes OUT/metrics.json, report.html, report.md and plots.",
     )

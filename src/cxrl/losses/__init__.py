@@ -2,6 +2,7 @@
 
 from cxrl.losses.byol import byol_loss
 from cxrl.losses.contrastive import FeatureQueue, info_nce, moco_v3_loss, nt_xent
+from cxrl.losses.image_text import LogitScale, image_text_info_nce
 from cxrl.losses.supervised import (
     focal_loss,
     inverse_frequency_weights,
@@ -14,8 +15,10 @@ from cxrl.losses.swav import swav_loss
 
 __all__ = [
     "FeatureQueue",
+    "LogitScale",
     "byol_loss",
     "focal_loss",
+    "image_text_info_nce",
     "info_nce",
     "inverse_frequency_weights",
     "masked_bce",

@@ -39,3 +39,8 @@ def swav_projection(input_dim: int, hidden_dim: int = 2048, output_dim: int = 12
 def swav_prototypes(input_dim: int = 128, n_prototypes: int = 3000) -> nn.Module:
     """SwAV prototypes C (a Linear layer); call ``.normalize()`` before each step to keep them on the sphere."""
     return heads.SwaVPrototypes(input_dim, n_prototypes)
+
+
+def image_text_projection(input_dim: int, hidden_dim: int = 2048, output_dim: int = 512) -> nn.Module:
+    """ConVIRT (Zhang et al. 2022) projections g_v / g_u: Linear-ReLU-Linear to the shared 512-d space, no BN."""
+    return heads.SimCLRProjectionHead(input_dim, hidden_dim, output_dim, num_layers=2, batch_norm=False)

@@ -1,16 +1,19 @@
 """Normal chest anatomy as an attenuation map (bright = dense), drawn with vectorized numpy and cv2.
 
 Image coordinates: x to the right, y down, in pixels of a square canvas of ``size``; the patient faces the
-viewer, so the patient's right lung is on the image's left. Soft tissue is a chord-length body profile; lungs
-are parametric polygons (apex, curved lateral wall, domed hemidiaphragms with the right higher, costophrenic
-angles); vessels are branching trees tapering from the hila; ribs are curved cortical bands; the heart is an
-ellipse left of the midline whose width sets the cardiothoracic ratio.
+viewer, so the patient's right lung is on the image's left. Soft tissue is a chord-length body profile with
+neck, shoulders and arms; lungs are real lung outlines (per patient, fitted between the mediastinum, chest
+wall, apex and hemidiaphragms, the right higher) whose air thickness rolls off toward their edges; vessels
+are branching trees tapering from the hila; ribs are curved bands with a cortical shell; clavicles, scapulae
+and humeri form the shoulder girdle; the heart is an ellipsoid (projected thickness) left of the midline
+whose width sets the cardiothoracic ratio.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -79,22 +82,29 @@ class Geometry:
         return self.dome[0] if side > 0 else self.dome[1]
 
 
-def lung_outline(g: Anatomy, side: int, mid: float, dome: float, mediastinum: float) -> np.ndarray:
-    """Polygon of one lung; ``side`` +1 = patient's right (image left)."""
+@lru_cache(maxsize=1)
+def lung_shapes() -> np.ndarray:
+    """Outlines of 435 pairs of real lungs ``(pairs, 2, points, 2)``, each normalized to its bounding box, the
+    patient's right lung first (derived once from the torchxrayvision masks by scripts/derive_lung_shapes.py)."""
+    with np.load(Path(__file__).with_name("lung_shapes.npz")) as data:
+        return data["shapes"].astype(np.float32)
+
+
+def lung_outline(g: Anatomy, side: int, mid: float, dome: float, mediastinum: float,
+                 shape: np.ndarray) -> np.ndarray:
+    """Polygon of one lung: a real lung's outline (``shape``, normalized) fitted between the mediastinum and the
+    chest wall, from the apex to the costophrenic angle; ``side`` +1 = patient's right (image left)."""
     wall = mid - side * g.thorax_half_width
     medial = mid - side * (mediastinum + 0.01 * (side < 0))
-    t = np.linspace(0, 1, 24, dtype=np.float32)
-    apex_x = medial + (wall - medial) * 0.4
-    lateral = np.stack([apex_x + (wall - apex_x) * np.sin(t * np.pi / 2) ** 0.75,
-                        g.apex + (dome + 0.07 - g.apex) * t ** 1.3], 1)
-    cp = lateral[-1]
-    u = np.linspace(0, 1, 20, dtype=np.float32)
-    x_dia = cp[0] + (medial - cp[0]) * u
-    y_dia = cp[1] - 0.075 * np.clip(np.sin(np.pi * np.clip(u * 1.15, 0, 1)), 0, 1) ** 0.7 - 0.02 * u
-    medial_y = np.linspace(y_dia[-1], g.apex + 0.03, 12, dtype=np.float32)
-    medial_x = medial + side * 0.015 * np.sin(np.linspace(0, np.pi, 12))
-    pts = np.concatenate([lateral, np.stack([x_dia, y_dia], 1), np.stack([medial_x, medial_y], 1)])
-    return pts.astype(np.float32)
+    x0, x1 = min(wall, medial), max(wall, medial)
+    return np.stack([x0 + (x1 - x0) * shape[:, 0], g.apex + (dome + 0.07 - g.apex) * shape[:, 1]], 1)
+
+
+def patient_lungs(rng: np.random.Generator) -> np.ndarray:
+    """One patient's pair of lung outlines: a real pair warped toward another (a random blend of the two)."""
+    shapes = lung_shapes()
+    first, second = shapes[rng.integers(len(shapes), size=2)]
+    return first + rng.uniform(0, 0.5) * (second - first)
 
 
 def rib_lines(g: Anatomy, mid: float, dome: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
@@ -141,11 +151,14 @@ def smooth_fields(g: Anatomy, size: int, mid: float, dome: float, hilum_y: float
     hilar fade of vessel markings: smooth, so computed at quarter resolution and upsampled."""
     low = max(16, size // 4)
     x, y = grid(low)
-    body_a = g.thorax_half_width + 0.07 + 0.05 * g.fat
-    shoulder = np.clip((y - 0.01) / 0.16, 0, 1) ** 0.45
-    half_width = 0.09 + (body_a + 0.04 - 0.09) * shoulder - 0.03 * np.clip((y - 0.75) / 0.25, 0, 1)
+    body_a = g.thorax_half_width + 0.035 + 0.05 * g.fat
+    shoulder = np.clip((y - g.apex + 0.12) / 0.14, 0, 1) ** 0.6
+    half_width = 0.1 + (body_a + 0.04 - 0.1) * shoulder - 0.03 * np.clip((y - 0.75) / 0.25, 0, 1)
     u = ((x - mid) / half_width) ** 2
     torso = np.sqrt(np.clip(1 - u, 0, 1)) * (0.55 + 0.35 * shoulder)
+    arms = np.exp(-(((np.abs(x - mid) - g.thorax_half_width - 0.13) / 0.05) ** 2)) * np.clip(
+        (y - g.apex + 0.1) / 0.06, 0, 1) * np.clip(np.minimum(x, 1 - x) / 0.04, 0, 1)
+    torso = np.maximum(torso, 0.7 * arms)
     spine = np.exp(-(((x - mid) / 0.032) ** 4)) * np.clip((y - 0.02) / 0.05, 0, 1)
     soft = torso * (0.62 + 0.3 * g.fat) + 0.12 * spine
     if g.female:
@@ -158,15 +171,33 @@ def smooth_fields(g: Anatomy, size: int, mid: float, dome: float, hilum_y: float
                  for f in (soft, depth, fade))
 
 
+def shoulder_girdle(g: Anatomy, mid: float) -> tuple[list, list, list]:
+    """Clavicles (S-curves from the sternal notch to the acromion), scapulae (triangles over the upper lateral
+    chest, glenoid, superior and inferior angles) and humeri (head centre, then the shaft), per side."""
+    clavicles, scapulae, humeri = [], [], []
+    for side in (1, -1):
+        out = g.thorax_half_width
+        clavicles.append(np.array([[mid - side * 0.03, g.apex + 0.075], [mid - side * 0.12, g.apex + 0.055],
+                                   [mid - side * (out - 0.06), g.apex + 0.035], [mid - side * (out + 0.07),
+                                   g.apex - 0.02]], np.float32))
+        scapulae.append(np.array([[mid - side * (out + 0.03), g.apex + 0.03],
+                                  [mid - side * (out - 0.13), g.apex - 0.02],
+                                  [mid - side * (out - 0.07), g.apex + 0.33]], np.float32))
+        humeri.append(np.array([[mid - side * (out + 0.09), g.apex + 0.02], [mid - side * (out + 0.15),
+                                g.apex + 0.4]], np.float32))
+    return clavicles, scapulae, humeri
+
+
 def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Generator):
-    """Posterior ribs (bands with a brighter cortex), faint anterior ribs, clavicles, vertebral end plates.
+    """Ribs (posterior bands and faint anterior arcs, each a bright cortical shell around fainter marrow),
+    clavicles, scapulae, humeral heads and shafts, vertebral end plates.
 
     Drawn at half resolution (they are blurred anyway) and upsampled."""
     ribs, rib_w = rib_lines(g, mid, dome, rng)
     half = max(16, size // 2)
     bones = np.zeros((half, half), np.float32)
     polyline(bones, ribs, 1.0, rib_w, smooth=False)
-    polyline(bones, ribs, -0.3, rib_w * 0.5, smooth=False)
+    polyline(bones, ribs, 0.6, rib_w * 0.55, smooth=False)
     anterior = []
     for k in range(5):
         for side in (1, -1):
@@ -174,15 +205,38 @@ def draw_bones(g: Anatomy, size: int, mid: float, dome: float, rng: np.random.Ge
             anterior.append(np.array([[mid - side * g.thorax_half_width * 0.95, y0],
                                       [mid - side * g.thorax_half_width * 0.55, y0 + 0.03],
                                       [mid - side * 0.08, y0 + 0.085]], np.float32))
-    polyline(bones, anterior, 0.3, rib_w * 0.8, smooth=False)
-    clavicles = [np.array([[mid - side * 0.035, g.apex + 0.025], [mid - side * 0.15, g.apex - 0.015],
-                           [mid - side * 0.27, g.apex - 0.03], [mid - side * 0.33, g.apex - 0.06]], np.float32)
-                 for side in (1, -1)]
-    polyline(bones, clavicles, 1.3, 0.026, smooth=False)
+    polyline(bones, anterior, 0.35, rib_w * 0.8, smooth=False)
+    clavicles, scapulae, humeri = shoulder_girdle(g, mid)
+    for blade in scapulae:
+        fill(bones, blade, 0.6)
+    polyline(bones, scapulae, 1.3, 0.01, closed=True, smooth=False)
+    polyline(bones, humeri, 1.4, 0.07, smooth=False)
+    for shaft in humeri:
+        ellipse(bones, shaft[0], (0.065, 0.07), value=2.0)
+    polyline(bones, clavicles, 2.4, 0.026, smooth=False)
+    polyline(bones, clavicles, 1.7, 0.013, smooth=False)
     plates = [np.array([[mid - 0.03, yy], [mid + 0.03, yy]], np.float32) for yy in np.arange(0.02, 1.0, 0.045)]
     polyline(bones, plates, 0.5, 0.006, smooth=False)
-    bones = cv2.GaussianBlur(bones, (0, 0), half * 0.0025)
+    bones = cv2.GaussianBlur(bones, (0, 0), half * 0.003)
     return cv2.resize(bones, (size, size), interpolation=cv2.INTER_LINEAR), ribs, rib_w
+
+
+def ellipsoid(size: int, center, axes, angle: float = 0.0) -> np.ndarray:
+    """Projected thickness (0-1) of an ellipsoid seen along its short axis: smooth edges, thickest centre.
+
+    Computed at quarter resolution and upsampled (it is smooth)."""
+    low = max(16, size // 4)
+    x, y = grid(low)
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    u, v = (x - center[0]) * c + (y - center[1]) * s, -(x - center[0]) * s + (y - center[1]) * c
+    thick = np.sqrt(np.clip(1 - (u / axes[0]) ** 2 - (v / axes[1]) ** 2, 0, 1))
+    return cv2.resize(thick.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def lung_depth(lungs: np.ndarray) -> np.ndarray:
+    """Air thickness rolls off toward each lung's edge (a projected curved surface, not a stencil)."""
+    dist = cv2.distanceTransform((lungs > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.sqrt(np.clip(dist / (0.02 * lungs.shape[0]), 0, 1))
 
 
 def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: float = 1.0,
@@ -193,8 +247,9 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
     hila = ((mid - 0.09, dome[0] - 0.27), (mid + 0.085, dome[0] - 0.26))
     soft, depth, fade = smooth_fields(g, size, mid, dome[0], hila[0][1])
     lungs = np.zeros((size, size), np.float32)
-    for side, side_dome in zip((1, -1), dome, strict=True):
-        fill(lungs, lung_outline(g, side, mid, side_dome, g.mediastinum * mediastinum_scale))
+    pair = patient_lungs(rng)
+    for side, side_dome, shape in zip((1, -1), dome, pair, strict=True):
+        fill(lungs, lung_outline(g, side, mid, side_dome, g.mediastinum * mediastinum_scale, shape))
     lungs = cv2.GaussianBlur(lungs, (0, 0), size * 0.005)
     heart_hw = g.heart_ratio * g.thorax_half_width * heart_scale
     heart = (mid + 0.3 * heart_hw, dome[0] - 0.1, heart_hw, 0.11 + 0.3 * heart_hw)
@@ -203,12 +258,13 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
     knob = (mid + g.mediastinum * mediastinum_scale - 0.005, dome[0] - 0.36)
     ellipse(heart_layer, knob, (0.03, 0.035))
     heart_layer = cv2.GaussianBlur(heart_layer, (0, 0), size * 0.004)
-    air = lungs * depth * (1 - 0.85 * heart_layer)
+    heart_thickness = ellipsoid(size, heart[:2], heart[2:], -25)
+    air = lung_depth(lungs) * depth * (1 - 0.7 * np.sqrt(np.maximum(heart_thickness, heart_layer * 0.3)))
     vessels = np.zeros_like(lungs)
     for side, hilum in zip((1, -1), hila, strict=True):
         base = np.pi if side > 0 else 0.0
         angles = base - side * np.array([-1.1, -0.5, 0.05, 0.55, 1.0]) + rng.normal(0, 0.1, 5)
-        vessel_tree(vessels, hilum, angles, rng, length=0.075, width=0.011)
+        vessel_tree(vessels, hilum, angles, rng, length=0.07, width=0.008)
     vessels = cv2.GaussianBlur(vessels, (0, 0), size * 0.003) * lungs * (0.25 + 0.75 * fade)
     vessels += 0.1 * lungs * texture(size, rng, scale=0)
     bones, ribs, rib_w = draw_bones(g, size, mid, dome[0], rng)
@@ -218,7 +274,7 @@ def draw_anatomy(g: Anatomy, size: int, rng: np.random.Generator, heart_scale: f
         carina=(mid, hila[0][1] - 0.02), lungs=lungs, sides=sides(size),
         ribs=ribs, rib_width=rib_w,
     )
-    attenuation = soft + 0.06 * heart_layer - 0.5 * air + 0.2 * vessels
-    attenuation += 0.1 * bones * (0.3 + 0.7 * lungs)
+    attenuation = soft + 0.08 * heart_thickness - 0.5 * air + 0.16 * vessels
+    attenuation += 0.1 * bones * (0.6 + 0.4 * lungs)
     layers = {"vessels": vessels, "heart": heart_layer}
     return attenuation.astype(np.float32), geometry, layers

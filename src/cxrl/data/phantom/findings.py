@@ -126,7 +126,7 @@ def edema(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     for hx, hy in geo.hila:
         haze = np.maximum(haze, np.exp(-(((x - hx) / (0.13 + 0.05 * a)) ** 2 + ((y - hy) / (0.15 + 0.05 * a)) ** 2)))
     haze = haze * (0.9 + 0.1 * texture(geo.size, rng, scale=2)) * geo.lungs
-    att += (0.12 + 0.15 * a) * haze + 0.3 * cv2.GaussianBlur(layers["vessels"], (0, 0), geo.size * 0.006)
+    att += (0.07 + 0.1 * a) * haze + 0.2 * cv2.GaussianBlur(layers["vessels"], (0, 0), geo.size * 0.006)
     lines = np.zeros_like(att)
     for side in (1, -1):
         wall = geo.wall_x(side)
@@ -163,7 +163,7 @@ def lung_lesion(att, geo: Geometry, layers, f: Finding, rng) -> np.ndarray:
     """Sharp round nodule(s) or a mass (severe)."""
     mask = np.zeros_like(att)
     count = 1 if f.severity != "mild" else int(rng.integers(1, 4))
-    radius = {"mild": 0.022, "moderate": 0.035, "severe": 0.065}[f.severity]
+    radius = {"mild": 0.026, "moderate": 0.035, "severe": 0.065}[f.severity]
     wall = geo.wall_x(SIDE_SIGN[f.side][0])
     for _ in range(count):
         cx = geo.mid + (wall - geo.mid) * rng.uniform(0.4, 0.75)

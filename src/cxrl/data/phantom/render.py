@@ -21,7 +21,6 @@ from cxrl.data.phantom import findings as paint
 from cxrl.data.phantom.acquisition import Acquisition, expose, project
 from cxrl.data.phantom.anatomy import draw_anatomy, grid
 from cxrl.data.phantom.sampling import FINDINGS, OPACITIES, ImageSpec
-from cxrl.data.phantom.textures import white_noise
 from cxrl.data.rle import encode_rle
 
 MASK_BITS: tuple[str, ...] = FINDINGS
@@ -62,7 +61,7 @@ def _cardiomediastinal_scales(present: dict, view: str, heart_ratio: float) -> t
         CTR[present["Cardiomegaly"].severity] / heart_ratio if "Cardiomegaly" in present else 1.0
     )
     ecm = present.get("Enlarged Cardiomediastinum")
-    return heart, (1.5 + 0.5 * paint.AMOUNT[ecm.severity]) if ecm else 1.0
+    return heart, (1.3 + 0.3 * paint.AMOUNT[ecm.severity]) if ecm else 1.0
 
 
 def _paint_findings(att, geo, layers, spec: ImageSpec, present: dict, widen: float, rng) -> dict[str, np.ndarray]:
@@ -72,7 +71,7 @@ def _paint_findings(att, geo, layers, spec: ImageSpec, present: dict, widen: flo
         masks["Cardiomegaly"] = layers["heart"]
     if "Enlarged Cardiomediastinum" in present:
         masks["Enlarged Cardiomediastinum"] = _mediastinum_mask(geo, spec.anatomy.mediastinum * widen)
-        att += 0.25 * cv2.GaussianBlur(masks["Enlarged Cardiomediastinum"], (0, 0), geo.size * 0.01)
+        att += 0.15 * cv2.GaussianBlur(masks["Enlarged Cardiomediastinum"], (0, 0), geo.size * 0.02)
     for name, painter in paint.PAINTERS.items():
         if name in present and not (name == "Lung Opacity" and present.keys() & set(OPACITIES)):
             extra = {"supine": spec.supine} if name == "Pleural Effusion" else {}
@@ -90,7 +89,7 @@ def render(spec: ImageSpec, size: int = 256, seed: int = 0, findings: bool = Tru
     rng_anatomy = np.random.default_rng([seed, spec.patient, 0])
     rng_acq = np.random.default_rng([seed, spec.index, 1])
     rng_find = np.random.default_rng([seed, spec.index, 2])
-    acq = Acquisition.sample(rng_acq, spec.view)
+    acq = Acquisition.sample(rng_acq, spec.view, spec.supine)
     heart_scale, widen = _cardiomediastinal_scales(present, spec.view, spec.anatomy.heart_ratio)
     inspiration = float(rng_acq.normal(0, 0.02)) + (0.03 if spec.supine else 0.0)
     att, geo, layers = draw_anatomy(spec.anatomy, size, rng_anatomy, heart_scale, widen, inspiration)
@@ -100,7 +99,7 @@ def render(spec: ImageSpec, size: int = 256, seed: int = 0, findings: bool = Tru
         if name in masks:
             packed |= (masks[name] > 0.5).astype(np.uint16) << bit
     att, packed = project(att, packed, acq)
-    return Rendering(expose(att, acq, rng_acq, white_noise(size, rng_acq)), packed, boxes_from_mask(packed))
+    return Rendering(expose(att, acq, rng_acq), packed, boxes_from_mask(packed))
 
 
 def boxes_from_mask(packed: np.ndarray) -> list[dict]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cxrl.cli import main
+from cxrl.evaluate.metric_names import metric_label
 from cxrl.evaluate.protocols import EvalProtocol, Predictions, register_protocol, unregister_protocol
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,3 +57,8 @@ def test_a_protocol_registered_in_a_test_renders_in_report_and_compare(toy_cache
     table = capsys.readouterr().out
     assert "test accuracy, mean ± std over seeds" in table and "test Recall@5, mean ± std over seeds" in table
     assert f"{full / 100:.3f} ± 0.000" in table and "macro AUROC" not in table
+
+
+def test_metric_labels_read_as_in_papers():
+    assert [metric_label(k) for k in ("macro_auroc", "accuracy", "i2t_recall@10", "t2i_recall_at_1", "median_rank")] \
+        == ["macro AUROC", "accuracy", "i2t Recall@10", "t2i Recall@1", "median rank"]

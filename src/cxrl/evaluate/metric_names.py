@@ -9,10 +9,11 @@ METRIC_LABELS = {"macro_auroc": "macro AUROC", "macro_ap": "macro AP", "macro_f1
 
 
 def metric_label(key: str) -> str:
-    """How a summary key reads in tables: ``macro_auroc`` -> macro AUROC, ``i2t_recall_at_5`` -> i2t Recall@5."""
+    """How a summary key reads in tables: ``macro_auroc`` -> macro AUROC, ``i2t_recall_at_5`` or ``i2t_recall@5``
+    (:mod:`cxrl.evaluate.retrieval`'s spelling) -> i2t Recall@5."""
     if key in METRIC_LABELS:
         return METRIC_LABELS[key]
-    return re.sub(r"recall_at_(\d+)", r"Recall@\1", key).replace("_", " ")
+    return re.sub(r"recall(?:_at_|@)(\d+)", r"Recall@\1", key).replace("_", " ")
 
 
 def summary_keys(summary: dict) -> list[str]:

@@ -30,6 +30,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from _timing import machine_line
 from pretrain_throughput import cxrl_step_fn, lightly_step_fn, synthetic_images, timed, write_bench_cache
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -159,6 +160,8 @@ def report(args: argparse.Namespace, rates: dict[str, float], flops: float) -> d
         targets["Lightning compile=true img/s (>= 3000)"] = rates["(d) cxrl pretrain compile=true"]
     for name, value in targets.items():
         print(f"  {name:40s} {value:9.3f}")
+    print(machine_line(device if args.device == "cuda" else None))
+    print(f"gpu_pretrain ratio={targets['cxrl step / lightly recipe (>= 1.5)']:.3f} (cxrl step / lightly's recipe)")
     return {"device": device, "args": vars(args), "flops_per_image": flops, "rates": rates, "targets": targets}
 
 

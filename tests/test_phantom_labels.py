@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from cxrl.data.phantom import plan_dataset
-from cxrl.data.phantom.report import HEDGE_CUES, NEGATION_CUES, TERMS, write_report
+from cxrl.data.phantom.report import write_report
 from cxrl.data.phantom.sampling import FINDINGS, load_stats
+from cxrl.data.sources.report_sections import findings_and_impression
+from cxrl.data.text.labeler import label_report
 
 
 @pytest.fixture(scope="module")
@@ -49,29 +51,17 @@ def test_no_finding_excludes_pathology(specs):
             assert all(labels[f] not in (1, -1) for f in FINDINGS if f != "Support Devices")
 
 
-def _sentences(report: str) -> list[str]:
-    body = " ".join(report.split("FINDINGS:", 1)[1].split())
-    return [s.strip().lower() for s in re.split(r"(?<=\.)\s+", body) if s.strip()]
-
-
-def read_state(name: str, sentences: list[str]) -> str:
-    """A minimal CheXpert-style reading: mentioned, negated or hedged."""
-    hits = [s for s in sentences if any(term in s for term in TERMS[name])]
-    if not hits:
-        return "blank"
-    if any(cue in s for s in hits for cue in HEDGE_CUES):
-        return "uncertain"
-    if any(s.startswith(NEGATION_CUES) for s in hits):
-        return "negative"
-    return "positive"
+def read_states(report: str) -> dict[str, float]:
+    """A CheXpert-style reading of the FINDINGS and IMPRESSION: cxrl's rule labeler (1, 0, -1, NaN)."""
+    return label_report(" ".join(findings_and_impression(report)))
 
 
 def test_reports_agree_with_labels(specs):
     for s in specs[:400]:
         report = write_report(s, np.random.default_rng(s.index))
-        sentences = _sentences(report)
+        read, labels = read_states(report), s.csv_labels()
         for name in FINDINGS:
-            assert read_state(name, sentences) == s.mentions[name], (name, s.mentions[name], report)
+            assert np.array_equal(read[name], labels[name], equal_nan=True), (name, s.mentions[name], report)
 
 
 def test_follow_ups_compare_to_prior(specs):

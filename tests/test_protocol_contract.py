@@ -28,7 +28,7 @@ class ToyRetrieval(EvalProtocol):
         k = len(ev.pathologies)
         return Predictions(np.zeros((len(ev.valid), k)), np.zeros((len(ev.test), k)), {"n": fitted})
 
-    def metrics(self, predictions: Predictions, seed: int) -> dict:
+    def metrics(self, predictions: Predictions, seed: int, fraction: float) -> dict:
         n = predictions.selection["n"]
         return {"accuracy": n / 1000, "recall_at_5": n / 100}
 

@@ -20,6 +20,10 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _subgroups(text: str) -> list[str]:
+    return [] if text.strip() == "none" else _names(text)
+
+
 def add_cli(subparsers) -> None:
     """Register ``cxrl evaluate``; ``--protocol`` offers every registered protocol."""
     from cxrl.evaluate.protocols import PROTOCOLS
@@ -53,6 +57,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--threshold-rule", choices=("max_f1", "youden"), default="max_f1")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (patients resampled); 0: no CIs")
     p.add_argument("--embedding", choices=("umap", "tsne", "none"), default="umap")
+    p.add_argument("--subgroups", type=_subgroups, help="per-subgroup metrics and TPR gaps under these of sex,age,"
+                   "view,dataset, or none (default: those with two or more values in the test rows)")
+    p.add_argument("--age-bins", type=_floats, help="left edges of the age subgroups in years (default 0,20,40,60,80)")
     ft = p.add_argument_group("fine-tuning")
     ft.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
     ft.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 5)")
@@ -90,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
         threshold_rule=args.threshold_rule,
         n_bootstrap=args.bootstrap,
         embedding=args.embedding,
+        subgroups=args.subgroups,
+        age_bins=args.age_bins,
         epochs=args.epochs,
         patience=args.patience,
         lr=args.lr,

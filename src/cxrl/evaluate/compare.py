@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from cxrl.errors import DataError
+import numpy as np
+
+from cxrl.errors import ConfigError, DataError
 from cxrl.evaluate.metric_names import metric_label, summary_keys
 
 METRICS = "metrics.json"
@@ -61,6 +63,7 @@ def load_rows(files: list[Path]) -> list[dict]:
                 "path": str(f.parent),
                 "auroc": metrics.get("macro_auroc", {}),
                 "metrics": metrics,
+                "subgroups": subgroup_summary(m.get("runs") or []),
             }
         )
     return rows
@@ -76,9 +79,37 @@ def _values(row: dict) -> dict:
     return row.get("metrics") or {"macro_auroc": row["auroc"]}
 
 
-def format_table(rows: list[dict], metric: str = "macro_auroc") -> str:
+def subgroup_summary(runs: list[dict]) -> dict[str, dict]:
+    """``{"sex=F": {"fraction", "macro_auroc": [per seed], "mean_tpr_gap": [per seed]}}`` at the largest label
+    fraction, from the runs' subgroup metrics (mean TPR gap: over the findings measured in the subgroup)."""
+    top = [r for r in runs if r.get("subgroups") and r["fraction"] == max(x["fraction"] for x in runs)]
+    out: dict[str, dict] = {}
+    for run in top:
+        for key, members in run["subgroups"]["groups"].items():
+            for value, group in members.items():
+                entry = out.setdefault(f"{key}={value}", {"fraction": run["fraction"], "macro_auroc": [],
+                                                          "mean_tpr_gap": []})
+                gaps = [c["tpr_gap"] for c in group["per_class"].values() if c["tpr_gap"] is not None]
+                entry["macro_auroc"].append(group["macro_auroc"])
+                entry["mean_tpr_gap"].append(float(np.mean(gaps)) if gaps else None)
+    return out
+
+
+def _subgroup_cell(row: dict, subgroup: str) -> str:
+    entry = row["subgroups"].get(subgroup)
+    aurocs = [v for v in (entry or {}).get("macro_auroc", []) if v is not None]
+    if not aurocs:
+        return "—"
+    gaps = [v for v in entry["mean_tpr_gap"] if v is not None]
+    gap = f"{np.mean(gaps):+.3f}" if gaps else "n/a"
+    std = float(np.std(aurocs, ddof=1)) if len(aurocs) > 1 else 0.0
+    return f"{np.mean(aurocs):.3f} ± {std:.3f} (TPR gap {gap}, {entry['fraction'] * 100:g}% labels)"
+
+
+def format_table(rows: list[dict], metric: str = "macro_auroc", subgroup: str | None = None) -> str:
     """Markdown: encoder | method | protocol | eval dir name | one ``mean ± std`` column per fraction (union) of
-    ``metric``, over the rows that have it.
+    ``metric``, over the rows that have it, and with ``subgroup`` (e.g. ``"sex=F"``) that subgroup's macro AUROC
+    and mean TPR gap at each evaluation's largest label fraction.
 
     Evaluations of different source caches or pathology sets get a ``data`` and a ``pathologies`` column (sets
     numbered #1, #2, ... and listed under the table): their AUROCs average different tasks.
@@ -88,8 +119,9 @@ def format_table(rows: list[dict], metric: str = "macro_auroc") -> str:
     sets = _pathology_sets(rows)
     mixed = mixed_inputs(rows)
     head = ["encoder", "method", "protocol", "evaluation"] + (["data", "pathologies"] if mixed else [])
-    lines = ["| " + " | ".join(head + [f"{float(f) * 100:g}% labels" for f in fractions]) + " |"]
-    lines.append("|" + "---|" * len(head) + "---:|" * len(fractions))
+    extra = [f"{subgroup} macro AUROC"] if subgroup else []
+    lines = ["| " + " | ".join(head + [f"{float(f) * 100:g}% labels" for f in fractions] + extra) + " |"]
+    lines.append("|" + "---|" * len(head) + "---:|" * len(fractions) + "---|" * len(extra))
     for r in rows:
         encoder = r["encoder"] + (f" → {r['target']}" if r["target"] else "")
         cells = [encoder, str(r["method"]), str(r["protocol"]), Path(r["path"]).name]
@@ -98,6 +130,8 @@ def format_table(rows: list[dict], metric: str = "macro_auroc") -> str:
         for f in fractions:
             mean, std = _values(r)[metric].get(f, (None, None))
             cells.append("—" if mean is None else f"{mean:.3f} ± {std or 0:.3f}")
+        if subgroup:
+            cells.append(_subgroup_cell(r, subgroup))
         lines.append("| " + " | ".join(cells) + " |")
     if mixed:
         lines += [""] + [f"- pathologies {_set_label(sets, list(p))}: {', '.join(p)}" for p in sets]
@@ -132,12 +166,19 @@ def add_cli(subparsers) -> None:
     p.add_argument("paths", nargs="+", help="eval dirs, run dirs or metrics.json files")
     p.add_argument("--out", help="also write the Markdown table to this file")
     p.add_argument("--json", help="also write the rows as JSON to this file")
+    p.add_argument("--subgroup", metavar="KEY=VALUE", help="add a column of one subgroup's macro AUROC and mean TPR "
+                   "gap (evaluations run with --subgroups), e.g. sex=F or age=80+")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     rows = load_rows(find_evaluations(args.paths))
-    tables = [(f"test {metric_label(k)}, mean ± std over seeds", format_table(rows, k)) for k in metrics_of(rows)]
+    if args.subgroup and not any(args.subgroup in r["subgroups"] for r in rows):
+        known = sorted({k for r in rows for k in r["subgroups"]})
+        raise ConfigError(f"--subgroup {args.subgroup}: in none of these evaluations; "
+                          + (f"they have {', '.join(known)}" if known else "none was run with --subgroups"))
+    tables = [(f"test {metric_label(k)}, mean ± std over seeds",
+               format_table(rows, k, args.subgroup if k == "macro_auroc" else None)) for k in metrics_of(rows)]
     if not tables:
         raise DataError(f"{', '.join(map(str, args.paths))}: the evaluations summarize no metric")
     print("\n\n".join(f"{title}\n\n{table}" for title, table in tables))

@@ -16,7 +16,7 @@ Conventions (also in ``docs/metrics.md``):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from sklearn.metrics import average_precision_score
@@ -149,26 +149,41 @@ def bootstrap_auroc(
         raise ValueError(f"n_boot must be >= 0 (0: no intervals), found {n_boot}")
     if n_boot == 0:
         return {"per_class": np.full((y.shape[1], 2), np.nan), "macro": np.full(2, np.nan)}
-    rng = np.random.default_rng(seed)
-    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-    _, row_group = np.unique(groups, return_inverse=True)
-    n_groups = int(row_group.max(initial=-1)) + 1
     per_class = np.full((n_boot, y.shape[1]), np.nan)
-    for start in range(0, n_boot, _CHUNK):
-        b = min(_CHUNK, n_boot - start)
-        draws = rng.integers(0, n_groups, size=(b, n_groups)) + n_groups * np.arange(b)[:, None]
-        row_weights = np.bincount(draws.ravel(), minlength=b * n_groups).reshape(b, n_groups)[:, row_group]
+    for start, row_weights in bootstrap_weights(len(y), groups, n_boot, seed):
         for k in range(y.shape[1]):
             keep = ~np.isnan(y[:, k])
-            per_class[start : start + b, k] = weighted_auroc(y[keep, k] > 0.5, scores[keep, k], row_weights[:, keep])
+            if not keep.any():  # a subset without labels of this class: NaN, as auroc()
+                continue
+            per_class[start : start + len(row_weights), k] = weighted_auroc(
+                y[keep, k] > 0.5, scores[keep, k], row_weights[:, keep]
+            )
     alpha = (1 - level) / 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a replicate where every class is undefined
         macro = np.nanmean(per_class, axis=1)
-    return {"per_class": _percentiles(per_class, alpha), "macro": _percentiles(macro[:, None], alpha)[0]}
+    return {"per_class": percentiles(per_class, alpha), "macro": percentiles(macro[:, None], alpha)[0]}
 
 
-def _percentiles(samples: np.ndarray, alpha: float) -> np.ndarray:
+def bootstrap_weights(
+    n_rows: int, groups: Sequence | None, n_boot: int, seed: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first replicate, row multiplicities (b, n_rows))`` in chunks of at most ``_CHUNK`` replicates.
+
+    Each replicate draws the distinct ``groups`` (one per row; default: each row its own) with replacement and
+    weights every row by how often its group was drawn; seeded, so callers sharing a seed share replicates.
+    """
+    rng = np.random.default_rng(seed)
+    groups = np.arange(n_rows) if groups is None else np.asarray(groups)
+    _, row_group = np.unique(groups, return_inverse=True)
+    n_groups = int(row_group.max(initial=-1)) + 1
+    for start in range(0, n_boot, _CHUNK):
+        b = min(_CHUNK, n_boot - start)
+        draws = rng.integers(0, n_groups, size=(b, n_groups)) + n_groups * np.arange(b)[:, None]
+        yield start, np.bincount(draws.ravel(), minlength=b * n_groups).reshape(b, n_groups)[:, row_group]
+
+
+def percentiles(samples: np.ndarray, alpha: float) -> np.ndarray:
     """``[low, high]`` per column, NaN for a column defined in fewer than half of the replicates."""
     out = np.full((samples.shape[1], 2), np.nan)
     for k in range(samples.shape[1]):

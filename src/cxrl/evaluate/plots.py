@@ -146,3 +146,31 @@ def _project(x: np.ndarray, method: str) -> tuple[np.ndarray, str]:
     exact = len(x) <= 500  # Barnes-Hut's tree costs more than it saves on a few hundred points
     tsne = TSNE(perplexity=perplexity, init="pca", random_state=0, method="exact" if exact else "barnes_hut")
     return tsne.fit_transform(x), "t-sne"
+
+
+def subgroup_tpr_gaps(subgroups: dict, pathologies: list[str], path: Path, title: str) -> Path:
+    """TPR gap (subgroup minus overall, at the chosen threshold) per finding, one panel per subgroup key, as in
+    CheXclusion's figures; whiskers: bootstrap 95 % CI; subgroups too small to measure are left out."""
+    keys = subgroups["keys"]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(max(6.4, 0.6 * len(pathologies) + 2), 2.8 * len(keys)),
+                             squeeze=False)
+    x = np.arange(len(pathologies))
+    for ax, key in zip(axes[:, 0], keys, strict=True):
+        members = subgroups["groups"][key]
+        width = 0.8 / max(len(members), 1)
+        for i, (value, group) in enumerate(members.items()):
+            cells = [group["per_class"][p] for p in pathologies]
+            gap = np.array([c["tpr_gap"] for c in cells], dtype=float)  # None -> NaN
+            ci = np.array([c["tpr_gap_ci"] for c in cells], dtype=float)
+            err = np.abs(np.stack([gap - ci[:, 0], ci[:, 1] - gap]))
+            shown = np.isfinite(gap)
+            offset = (i - (len(members) - 1) / 2) * width
+            ax.errorbar(x[shown] + offset, gap[shown], yerr=np.nan_to_num(err[:, shown]), fmt="o", ms=4, capsize=2,
+                        label=f"{key} {value}")
+        ax.axhline(0, c="0.4", lw=1)
+        ax.set_xticks(x, pathologies if key == keys[-1] else [""] * len(x), rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel("TPR gap")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, fontsize=8)
+    axes[0, 0].set_title(title)
+    return _save(fig, path)

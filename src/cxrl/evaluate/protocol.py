@@ -34,6 +34,7 @@ from cxrl.evaluate.finetune import FinetuneSettings
 from cxrl.evaluate.metrics import THRESHOLD_RULES
 from cxrl.evaluate.probe import DEFAULT_C_GRID, resolve_device
 from cxrl.evaluate.protocols import PROTOCOLS, EvalProtocol, EvalSetup, protocol_class
+from cxrl.evaluate.subgroups import AGE_BINS, check_subgroup_settings, present_keys
 from cxrl.precision import canonical_precision
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class EvalConfig:
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     embedding: str = "umap"  # umap | tsne | none: 2-D map of test embeddings in the report
     backbone: str = "resnet18"  # architecture of a random encoder; metrics.json records the one evaluated
+    subgroups: list[str] | None = None  # sex, age, view, dataset; default: those with 2+ values in the test rows
+    age_bins: list[float] = field(default_factory=lambda: list(AGE_BINS))  # left edges in years; last is open
 
     def __post_init__(self) -> None:
         self.precision = canonical_precision(self.precision)
@@ -84,6 +87,7 @@ class EvalConfig:
             raise ConfigError(f"seeds must be >= 1, found {self.seeds}")
         if self.n_bootstrap < 0:
             raise ConfigError(f"bootstrap replicates must be >= 0 (0: no intervals), found {self.n_bootstrap}")
+        check_subgroup_settings(self.subgroups, self.age_bins)
         unknown = sorted(set(self.pathologies or ()) - set(PATHOLOGIES))
         if unknown:
             raise ConfigError(f"unknown pathologies {unknown}; valid: {', '.join(PATHOLOGIES)}")
@@ -127,6 +131,7 @@ def run_evaluation(
     size = int(cfg.image_size or encoder_info.get("image_size") or source.image_size)
     dev = resolve_device(cfg.device)
     ev = prepare_data(source, target_cache, cfg)
+    cfg = _resolve_subgroups(cfg, ev)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log.info(
@@ -154,6 +159,15 @@ def run_evaluation(
 
     write_reports(metrics, best, out)
     return metrics
+
+
+def _resolve_subgroups(cfg: EvalConfig, ev: EvalData) -> EvalConfig:
+    """``cfg`` with ``subgroups`` settled: the keys asked for, or those under which the test rows differ."""
+    if cfg.subgroups is not None:
+        return cfg
+    keys = present_keys(ev.test_cache.records.iloc[ev.test], cfg.age_bins)
+    ev.notes.append(f"subgroups: {', '.join(keys) or 'none'} (the record columns with two or more test values)")
+    return dataclasses.replace(cfg, subgroups=keys)
 
 
 def _make_config(**settings: Any) -> EvalConfig:
@@ -322,7 +336,7 @@ def _run_all(setup: EvalSetup) -> tuple[list[dict], dict]:
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
             train = label_fraction(ev.records, fraction, seed=seed, pathologies=ev.pathologies)
             predictions = protocol.predict(protocol.fit(train, seed))
-            result = protocol.metrics(predictions, seed)
+            result = protocol.metrics(predictions, seed, fraction)
             runs.append(
                 {
                     "fraction": fraction,

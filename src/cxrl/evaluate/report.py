@@ -88,6 +88,10 @@ def make_plots(metrics: dict, best: dict, out: Path) -> dict[str, str]:
         "per_class_auroc": plots.per_class_auroc(run, names, out / "per_class_auroc.png", title),
         "confusion": plots.confusion_matrices(run, names, out / "confusion.png"),
     }
+    if run.get("subgroups"):
+        files["subgroup_tpr_gaps"] = plots.subgroup_tpr_gaps(
+            run["subgroups"], names, out / "subgroup_tpr_gaps.png", f"TPR gap per subgroup: {title}"
+        )
     method = metrics["protocol"]["embedding"]
     if method != "none" and best["embedding"] is not None:
         k = int(
@@ -173,10 +177,50 @@ def markdown_report(metrics: dict) -> str:
     ):
         if key in metrics["plots"]:
             lines += [f"![{caption}]({metrics['plots'][key]})", ""]
+    if run.get("subgroups"):
+        lines += subgroup_section(run, metrics["pathologies"], metrics["plots"].get("subgroup_tpr_gaps"))
     notes = metrics["notes"] + run.get("notes", [])
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def subgroup_section(run: dict, pathologies: list[str], plot: str | None) -> list[str]:
+    """Markdown lines: the largest TPR gap per finding, the TPR gap of every subgroup, and the gap plot."""
+    sub = run["subgroups"]
+    lines = [
+        f"## Subgroups ({run['fraction'] * 100:g}% labels, seed {run['seed']})",
+        "",
+        "TPR gap: a subgroup's true-positive rate minus the whole test set's, at the chosen threshold "
+        "(CheXclusion). 95% CI: patient bootstrap joined with the subgroup TPR's Wilson interval; Bonferroni CI: "
+        f"the same over all the gaps measured. Fewer than {sub['min_count']} positives: n/a, count shown.",
+        "",
+        "| finding | largest gap in | positives | TPR | overall TPR | TPR gap (95% CI) | Bonferroni CI | FPR gap |",
+        "|---|---|---:|---|---|---|---|---|",
+    ]
+    for p in pathologies:
+        g = sub["largest_gaps"][p]
+        if g is None:
+            lines.append(f"| {p} | no subgroup with {sub['min_count']}+ positives | | | | | | |")
+            continue
+        lines.append(
+            f"| {p} | {g['key']} {g['subgroup']} | {g['n_positive']} | {_f(g['tpr'])} | {_f(sub['overall'][p]['tpr'])}"
+            f" | {_gap(g['tpr_gap'])} ({_ci(g['tpr_gap_ci'], '+.3f')}) | {_ci(g['tpr_gap_ci_adjusted'], '+.3f')}"
+            f" ({g['n_compared']} gaps) | {_gap(g['fpr_gap'])} |"
+        )
+    lines += ["", "TPR gap of every subgroup (positives in brackets):", "",
+              "| subgroup | images | macro AUROC | " + " | ".join(pathologies) + " |",
+              "|---|---:|---|" + "---|" * len(pathologies)]
+    for key, members in sub["groups"].items():
+        for value, group in members.items():
+            cells = [f"{_gap(c['tpr_gap'])} ({c['n_positive']})" for c in (group["per_class"][p] for p in pathologies)]
+            lines.append(f"| {key} {value} | {group['n_images']} | {_f(group['macro_auroc'])} | " + " | ".join(cells)
+                         + " |")
+    return lines + ([""] + ([f"![TPR gap per subgroup]({plot})", ""] if plot else []))
+
+
+def _gap(x) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
 
 
 def _selection_lines(metrics: dict) -> list[str]:
@@ -189,8 +233,8 @@ def _selection_lines(metrics: dict) -> list[str]:
     return [f"- fine-tuning selection: {'; '.join(criteria)}; best epoch (0-based) {epochs}"]
 
 
-def _ci(ci: list) -> str:
-    return "n/a" if None in ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
+def _ci(ci: list, spec: str = ".3f") -> str:
+    return "n/a" if None in ci else f"{ci[0]:{spec}}–{ci[1]:{spec}}"
 
 
 def html_report(metrics: dict, markdown: str) -> str:

@@ -2,7 +2,8 @@
 
 Aliases name timm models (built with ``pretrained=False``, ``num_classes=0``: pooled features) plus ``tiny_cnn``, a
 small CNN for CPU tests. Any other timm model is reachable as ``timm:NAME`` and any torchvision classifier as
-``torchvision:NAME``. Nothing is downloaded unless ``weights="hub:..."`` asks for it.
+``torchvision:NAME``, and the image tower of an open_clip model as ``open_clip:ARCH`` or ``open_clip:hf-hub:ORG/NAME``
+(:mod:`cxrl.models.open_clip_door`). Nothing is downloaded unless ``weights="hub:..."`` or a ``hf-hub:`` name asks.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ TIMM_ALIASES = {
     "vit_small": "vit_small_patch16_224",
     "vit_base": "vit_base_patch16_224",
 }
-PREFIXES = ("timm:", "torchvision:")
+PREFIXES = ("timm:", "torchvision:", "open_clip:")
 
 
 class Encoder(nn.Module):
@@ -76,7 +77,7 @@ def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
 
 
 def list_encoders() -> list[str]:
-    """Names ``create_encoder`` accepts, besides the ``timm:NAME`` and ``torchvision:NAME`` forms."""
+    """Names ``create_encoder`` accepts, besides the ``timm:NAME``, ``torchvision:NAME`` and ``open_clip:`` forms."""
     return sorted([*TIMM_ALIASES, "tiny_cnn"])
 
 
@@ -84,7 +85,8 @@ def create_encoder(name: str, in_chans: int = 1, weights: str | Path | None = No
     """Build encoder ``name`` for ``in_chans``-channel input, optionally loading ``weights``.
 
     Args:
-        name: an alias from ``list_encoders()``, ``timm:NAME`` or ``torchvision:NAME``.
+        name: an alias from ``list_encoders()``, ``timm:NAME``, ``torchvision:NAME``, or ``open_clip:ARCH`` /
+            ``open_clip:hf-hub:ORG/NAME`` (the image tower; ``weights`` then names a whole open_clip checkpoint).
         in_chans: input channels (1 for the canonical CXR tensor).
         weights: None (random init), a file (``.safetensors``, or ``.pt/.pth/.bin/.ckpt`` read with
             ``weights_only=True``), a cxrl run directory, or ``hub:`` / ``hub:TIMM_NAME`` for timm's pretrained
@@ -92,6 +94,10 @@ def create_encoder(name: str, in_chans: int = 1, weights: str | Path | None = No
         **kwargs: passed to the model constructor (e.g. ``img_size=`` for ViTs, which also accept any multiple of
             the patch size at run time).
     """
+    if name.startswith("open_clip:"):
+        from cxrl.models.open_clip_door import load_open_clip
+
+        return load_open_clip(name, weights, in_chans, **kwargs).image
     timm_name = TIMM_ALIASES.get(name) or (name.removeprefix("timm:") if name.startswith("timm:") else None)
     if name == "tiny_cnn":
         backbone: nn.Module = _tiny_cnn(in_chans, kwargs)

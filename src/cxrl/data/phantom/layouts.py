@@ -14,7 +14,8 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxrl.data.labels import CHEXPERT_PATHOLOGIES
+from cxrl.data.phantom.effects import SubgroupEffect, hidden_findings
 from cxrl.data.phantom.render import MASK_BITS, render
 from cxrl.data.phantom.report import dataset_report, exam_description
 from cxrl.data.phantom.sampling import ImageSpec, plan_dataset
@@ -32,6 +34,7 @@ from cxrl.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("chexpert", "mimic")
+REPORT_SOURCES = ("phantom", "iu")  # written reports: the phantom's own, or real IU texts (MIMIC layout only)
 CHEXPERT_PREFIX = "CheXpert-v1.0-small/"
 MIMIC_SPLIT = {"train": "train", "valid": "validate", "test": "test"}
 JPEG_QUALITY = 95
@@ -40,10 +43,12 @@ CHUNK = 16
 
 @dataclass(frozen=True)
 class Job:
-    """One image to render and write, with its path relative to the dataset root."""
+    """One image to render and write, with its path relative to the dataset root and the findings it leaves
+    undrawn (a planted subgroup effect, :mod:`cxrl.data.phantom.effects`)."""
 
     spec: ImageSpec
     image: str
+    hidden: tuple[str, ...] = ()
 
 
 def _chexpert_paths(specs: list[ImageSpec]) -> list[str]:
@@ -70,7 +75,8 @@ def _render_chunk(args: tuple[list[Job], str, int, int, bool]) -> list[tuple[str
     jobs, root, size, seed, equalize = args
     out, made = [], set()
     for job in jobs:
-        result = render(job.spec, size, seed)
+        drawn = {k: v for k, v in job.spec.findings.items() if k not in job.hidden}
+        result = render(replace(job.spec, findings=drawn) if job.hidden else job.spec, size, seed)
         image = cv2.equalizeHist(result.image) if equalize else result.image
         path = Path(root, job.image)
         if path.parent not in made:
@@ -156,17 +162,44 @@ def _write_truth(root: Path, jobs: list[Job], drawn: list[tuple[str, str]], meta
     (truth / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
+def _undrawn_by(effect: SubgroupEffect, job: Job) -> bool:
+    return effect.finding in job.hidden and effect.matches(job.spec)
+
+
 def truth_mask(row: dict, finding: str, size: int) -> np.ndarray:
     """The boolean ``(size, size)`` mask of ``finding`` in one ``truth.parquet`` row (empty when not drawn)."""
     rle = json.loads(row["masks"]).get(finding)
     return decode_rle(rle, size, size, relative=False) if rle else np.zeros((size, size), bool)
 
 
+def _plan(n: int, seed: int, patients: int | None, layout: str, reports: str) -> tuple[list[ImageSpec], dict]:
+    """The specs (with their reports) to write, and what the manifest adds for them."""
+    if reports not in REPORT_SOURCES:
+        raise ConfigError(f"phantom reports {reports!r}: expected one of {', '.join(REPORT_SOURCES)}")
+    if reports == "iu":
+        if layout != "mimic":
+            raise ConfigError(f"phantom --reports iu writes the MIMIC layout, not {layout!r}")
+        from cxrl.data.phantom.iu_pairs import plan_iu_dataset
+
+        specs, ids = plan_iu_dataset(n, seed)
+        return specs, {"reports": "iu", "iu_ids": ids}
+    mimic = layout == "mimic"
+    specs = plan_dataset(n, seed, patients, valid_fraction=0.05 if mimic else 0.07, test_fraction=0.05 * mimic)
+    for spec in specs:
+        spec.report = dataset_report(spec, seed)
+    return specs, {}
+
+
 def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexpert", seed: int = 0,
-                  patients: int | None = None, workers: int | None = None) -> Path:
+                  patients: int | None = None, workers: int | None = None, reports: str = "phantom",
+                  subgroup_effects: Sequence[SubgroupEffect] = ()) -> Path:
     """Write ``n`` phantom frontal radiographs in ``layout`` under ``out``; returns ``out``.
 
-    Deterministic for a given ``seed`` whatever ``workers`` (default: all cores, at most 8).
+    ``reports="iu"`` pairs real IU report texts with phantoms drawn from their findings (MIMIC layout; one patient
+    per report, ``patients`` unused; see :mod:`cxrl.data.phantom.iu_pairs`). Deterministic for a given ``seed``
+    whatever ``workers`` (default: all cores, at most 8). ``subgroup_effects`` plant findings that are drawn less
+    often in one subgroup; they are listed, with how many images each left undrawn, in
+    ``phantom_truth/manifest.json``.
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"phantom layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
@@ -175,14 +208,12 @@ def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexp
     root = Path(out).expanduser().resolve()
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{root} is not empty; give a new --out folder")
+    specs, extra = _plan(n, seed, patients, layout, reports)
     (root / "phantom_truth").mkdir(parents=True, exist_ok=True)
     mimic = layout == "mimic"
-    specs = plan_dataset(n, seed, patients, valid_fraction=0.05 if mimic else 0.07, test_fraction=0.05 * mimic)
-    for spec in specs:
-        spec.report = dataset_report(spec, seed)
     ids = _mimic_ids(specs, seed) if mimic else None
     paths = _mimic_paths(*ids) if mimic else _chexpert_paths(specs)
-    jobs = [Job(s, p) for s, p in zip(specs, paths, strict=True)]
+    jobs = [Job(s, p, hidden_findings(s, subgroup_effects, seed)) for s, p in zip(specs, paths, strict=True)]
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     drawn = _render_all(jobs, root, size, seed, mimic, workers)
     if mimic:
@@ -190,6 +221,10 @@ def write_dataset(out: str | Path, n: int, size: int = 256, layout: str = "chexp
         _write_reports(root, specs, paths)
     else:
         _chexpert_csvs(root, specs, paths)
-    _write_truth(root, jobs, drawn, {"layout": layout, "n": n, "size": size, "seed": seed})
-    log.info("wrote %d phantom images (%s layout) to %s", n, layout, root)
+    meta = {"layout": layout, "n": n, "size": size, "seed": seed, **extra}
+    if subgroup_effects:
+        meta["subgroup_effects"] = [{**asdict(e), "n_undrawn": sum(_undrawn_by(e, j) for j in jobs)}
+                                    for e in subgroup_effects]
+    _write_truth(root, jobs, drawn, meta)
+    log.info("wrote %d phantom images (%s layout, %s reports) to %s", n, layout, reports, root)
     return root

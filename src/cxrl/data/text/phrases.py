@@ -42,7 +42,7 @@ MENTIONS: dict[str, tuple[str, ...]] = {
     "Support Devices": (
         r"pacer", r"pacemaker", r"(?:central venous |venous |central |midline |arterial )?(?:line|lines)\b", r"picc",
         r"tubes?\b", r"catheter", r"valve replacement", r"prosthe", r"hardware", r"arthroplast", r"icd\b",
-        r"defibrillator", r"devices?\b", r"drains?\b", r"plates?\b", r"screws?\b", r"cannula", r"coils?\b",
+        r"defibrillator", r"devices?\b", r"drains?\b", r"plates?\b(?!-)", r"screws?\b", r"cannula", r"coils?\b",
         r"(?:surgical |vascular |sternal |sternotomy )?(?:clips?|wires?|sutures?|staples?)\b", r"stents?\b",
         r"port-?a-?cath", r"mediport", r"leads?\b", r"generator", r"fixation", r"instrumentation", r"stimulator",
         r"filter", r"tip\b", r"tips\b",

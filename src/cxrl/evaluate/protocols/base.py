@@ -3,7 +3,7 @@
 The driver (:func:`cxrl.evaluate.protocol.run_evaluation`) settles the data (leakage check, selection and test
 roles, label policy, pathologies), builds the protocol once per evaluation from an :class:`EvalSetup` (a place
 to compute what every run reuses, e.g. cached features), then for every (label fraction, seed) calls
-``fit(train rows, seed)``, ``predict(fitted)`` and ``metrics(predictions, seed)``; report.py and compare.py
+``fit(train rows, seed)``, ``predict(fitted)`` and ``metrics(predictions, seed, fraction)``; report.py and compare.py
 render whatever ``metrics`` returns (the summary keys are the run's scalar keys in :attr:`summary_keys`).
 """
 
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cxrl.evaluate.metrics import choose_thresholds, evaluate_scores
+from cxrl.evaluate.subgroups import subgroup_metrics
 
 if TYPE_CHECKING:
     from cxrl.data.cache import Cache
@@ -67,12 +68,20 @@ class EvalProtocol:
         """Scores of the selection and test rows."""
         raise NotImplementedError
 
-    def metrics(self, predictions: Predictions, seed: int) -> dict[str, Any]:
-        """The run's metrics (``macro_auroc``, ``per_class``, ... for the default)."""
+    def metrics(self, predictions: Predictions, seed: int, fraction: float) -> dict[str, Any]:
+        """The run's metrics (``macro_auroc``, ``per_class``, ... for the default, and at the largest label
+        ``fraction`` the ``subgroups`` ones of :mod:`cxrl.evaluate.subgroups`)."""
         ev, cfg = self.setup.ev, self.setup.cfg
         thresholds = choose_thresholds(ev.labels[ev.valid], predictions.valid, cfg.threshold_rule)
-        patients = ev.test_cache.records["patient_id"].astype(str).to_numpy()[ev.test]
-        return evaluate_scores(
+        test_records = ev.test_cache.records.iloc[ev.test]
+        patients = test_records["patient_id"].astype(str).to_numpy()
+        result = evaluate_scores(
             ev.test_labels[ev.test], predictions.test, thresholds, ev.pathologies, groups=patients,
             n_boot=cfg.n_bootstrap, seed=seed,
         )
+        if cfg.subgroups and fraction == max(cfg.fractions):  # what the report and compare show
+            result["subgroups"] = subgroup_metrics(
+                ev.test_labels[ev.test], predictions.test, thresholds, test_records, ev.pathologies, cfg.subgroups,
+                cfg.age_bins, groups=patients, n_boot=cfg.n_bootstrap, seed=seed, min_count=cfg.min_positives,
+            )
+        return result

@@ -53,7 +53,7 @@ def model_only_step_fn(args: argparse.Namespace, compile_model: bool) -> tuple[C
 
     def forward_backward() -> None:
         with autocast(args.device, args.precision):
-            loss, _ = method.loss(views, torch.zeros(args.batch, 0, device=args.device))
+            loss, _ = method.loss(views, {"labels": torch.zeros(args.batch, 0, device=args.device)})
         loss.backward()
 
     def step() -> None:
@@ -119,8 +119,8 @@ def loader_rate(args: argparse.Namespace, cache: str) -> tuple[float, int]:
     batches = iter(loader)
     next(batches)
     start, n = time.perf_counter(), 0
-    for images, _, _ in batches:
-        n += len(images)
+    for batch in batches:
+        n += len(batch["image"])
     return n / (time.perf_counter() - start), workers
 
 

@@ -71,9 +71,9 @@ def cxrl_step_fn(args: argparse.Namespace, cache_path: str) -> Callable[[], None
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=args.device == "cuda" or None)
 
     def step() -> None:
-        images, indices, labels = next(batches)
+        batch = next(batches)
         with autocast(args):
-            loss, _ = module.step_loss((images.to(args.device, non_blocking=True), indices, labels), epoch=0)
+            loss, _ = module.step_loss({**batch, "image": batch["image"].to(args.device, non_blocking=True)}, epoch=0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

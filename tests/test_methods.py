@@ -36,11 +36,11 @@ def fixed_batch(toy_cache, method, n: int = 16, start: int = 0):
     images = torch.from_numpy(np.array(toy_cache.images[rows]))
     views = make_view_fn(method.views)(images, seeds_for(rows, 0, 0))
     labels = toy_cache.records[["Cardiomegaly", "Pleural Effusion", "Edema"]].to_numpy(dtype=np.float32)[rows]
-    return views, torch.from_numpy(labels)
+    return views, {"labels": torch.from_numpy(labels)}  # the batch dict
 
 
 def train_losses(method, batches, steps: int = 16, lr: float = 3e-3) -> list[float]:
-    """AdamW steps over ``batches`` (views, labels) in turn, with the method's hooks; the losses."""
+    """AdamW steps over ``batches`` (views, batch dict) in turn, with the method's hooks; the losses."""
     opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=lr)
     losses = []
     for step in range(steps):
@@ -122,7 +122,7 @@ def test_supervised_masks_unknown_and_uses_multiclass(toy_cache):
     method = build("supervised", targets, uncertainty="multiclass")
     assert method.head.out_features == 9
     views, _ = fixed_batch(toy_cache, method)
-    loss, _ = method.loss(views, torch.from_numpy(targets))
+    loss, _ = method.loss(views, {"labels": torch.from_numpy(targets)})
     assert torch.isfinite(loss)
 
 

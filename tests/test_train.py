@@ -87,28 +87,29 @@ def test_batch_transfer_leaves_the_sample_indices_on_the_cpu(toy_cache):
     """Indices only feed the CPU-side view seeds; images and labels go to the device (``meta`` stands in for a GPU)."""
     dm = CacheDataModule(toy_cache, batch_size=16)
     batch = next(iter(dm.train_dataloader()))
-    images, indices, labels = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
-    assert images.device.type == "meta" and labels.device.type == "meta"
-    assert indices.device.type == "cpu" and torch.equal(indices, batch[1])
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved["image"].device.type == "meta" and moved["labels"].device.type == "meta"
+    assert moved["index"].device.type == "cpu" and torch.equal(moved["index"], batch["index"])
 
 
 def test_datamodule_labels_policy_and_resumable_loader(toy_cache):
     dm = CacheDataModule(toy_cache, batch_size=16, uncertainty="zeros", weighted_sampling=True)
     assert dm.pathologies == ["Cardiomegaly", "Edema", "Pleural Effusion"]
     assert set(toy_cache.records["split"].iloc[dm.rows]) == {"train"} and dm.steps_per_epoch(1) == 3
-    image, index, labels = dm.dataset[0]
+    sample = dm.dataset[0]
+    image, labels = sample["image"], sample["labels"]
     assert image.dtype == torch.uint8 and image.shape == (64, 64) and labels.shape == (3,)
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(2)
-    full = [b[1].tolist() for b in loader]
+    full = [b["index"].tolist() for b in loader]
     seen = iter(loader)
     next(seen)
     state = loader.state_dict()
     resumed = dm.train_dataloader()
     resumed.load_state_dict(state)
     resumed.sampler.set_epoch(2)
-    assert state == {"epoch": 2, "batches": 1} and [b[1].tolist() for b in resumed] == full[1:]
-    assert [b[1].tolist() for b in resumed] == full  # the skip applies once
+    assert state == {"epoch": 2, "batches": 1} and [b["index"].tolist() for b in resumed] == full[1:]
+    assert [b["index"].tolist() for b in resumed] == full  # the skip applies once
 
 
 @pytest.mark.slow

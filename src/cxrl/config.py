@@ -20,10 +20,10 @@ from cxrl.errors import ConfigError
 T = TypeVar("T")
 
 
-def valid_keys(cls: type) -> list[str]:
-    """All dotted keys a config dataclass accepts."""
+def valid_keys(cls: type, sections: Mapping[str, type] | None = None) -> list[str]:
+    """All dotted keys a config dataclass accepts (``sections``: see :func:`build`)."""
     keys: list[str] = []
-    hints = typing.get_type_hints(cls)
+    hints = {**typing.get_type_hints(cls), **(sections or {})}
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
             keys += [f"{f.name}.{k}" for k in valid_keys(hints[f.name])]
@@ -92,15 +92,19 @@ def _allows_none(tp: Any) -> bool:
     return tp is type(None) or type(None) in typing.get_args(tp)
 
 
-def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
-    """Make ``cls`` from a nested mapping, checking keys and types."""
-    hints = typing.get_type_hints(cls)
+def build(cls: type[T], data: Mapping[str, Any], prefix: str = "", sections: Mapping[str, type] | None = None) -> T:
+    """Make ``cls`` from a nested mapping, checking keys and types.
+
+    ``sections`` names the dataclass of top-level fields typed ``Any`` whose schema is chosen at run time
+    (the ``method`` section of a pre-training config is the registered method's own dataclass).
+    """
+    hints = {**typing.get_type_hints(cls), **(sections or {})}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
             f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; valid keys: "
-            + ", ".join(prefix + k for k in valid_keys(cls))
+            + ", ".join(prefix + k for k in valid_keys(cls, sections))
         )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
@@ -132,9 +136,10 @@ def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] = (),
     base: Mapping[str, Any] | None = None,
+    sections: Mapping[str, type] | None = None,
 ) -> T:
-    """Defaults of ``cls`` <- ``base`` <- YAML at ``path`` <- ``overrides`` (dotted key=value)."""
-    data = to_dict(cls())
+    """Defaults of ``cls`` (and of ``sections``, see :func:`build`) <- ``base`` <- YAML at ``path`` <- ``overrides``."""
+    data = {**to_dict(cls()), **{name: to_dict(tp()) for name, tp in (sections or {}).items()}}
     if base:
         data = merge(data, base)
     if path is not None:
@@ -149,7 +154,7 @@ def load_config(
             raise ConfigError(f"config file {path}: expected a mapping at the top, found {type(loaded).__name__}")
         data = merge(data, loaded)
     data = merge(data, parse_overrides(overrides))
-    return build(cls, data)
+    return build(cls, data, sections=sections)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -6,7 +6,8 @@ export). Views are made on the device from per-sample seeds, the global batch is
 the same weights.
 
 RUN layout: ``config.yaml`` (resolved), ``checkpoints/last.ckpt``, ``logs/{tensorboard,csv}/version_N``,
-``encoder.safetensors`` + ``encoder.json`` (the only things evaluators read).
+``encoder.safetensors`` + ``encoder.json`` (the image encoder, the only things image evaluators read), and one
+folder per other encoder a method owns (``text/``, :func:`cxrl.models.save_named_encoder`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+import yaml
 from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.lars import LARS
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
@@ -38,9 +40,10 @@ from cxrl.config import load_config, save_config, to_dict
 from cxrl.data.cache import Cache
 from cxrl.data.torch_dataset import CacheDataModule
 from cxrl.errors import ConfigError
-from cxrl.methods import ALIASES, METHODS, MethodConfig, PretrainMethod, create_method
-from cxrl.models import Encoder, create_encoder, save_encoder
-from cxrl.models.export import WEIGHTS_FILE
+from cxrl.methods import METHODS, MethodConfig, PretrainMethod, canonical_method, create_method
+from cxrl.methods.registry import method_names
+from cxrl.models import Encoder, create_encoder
+from cxrl.models.export import WEIGHTS_FILE, save_named_encoder
 from cxrl.monitor import MonitorConfig, OnlineMonitor
 from cxrl.precision import canonical_precision
 from cxrl.quiet import quiet_lightning
@@ -85,24 +88,18 @@ class PretrainConfig:
     checkpoint_every_n_steps: int = 500
     log_every_n_steps: int = 10
     progress_bar: bool = True
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: Any = field(default_factory=MethodConfig)  # the registered method's own dataclass (cxrl.methods)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def __post_init__(self) -> None:
         self.precision = canonical_precision(self.precision)
 
 
-def canonical_method(name: str) -> str:
-    """``moco`` -> ``moco_v2``; an unknown name is a ConfigError listing the methods."""
-    name = ALIASES.get(name, name)
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(sorted({*METHODS, *ALIASES}))}")
-    return name
-
-
-def default_config_path(method: str) -> Path:
-    """The packaged YAML of a method (``cxrl/configs/<method>.yaml``)."""
-    return Path(str(resources.files("cxrl") / "configs" / f"{canonical_method(method)}.yaml"))
+def default_config_path(method: str) -> Path | None:
+    """The packaged YAML of a method (``cxrl/configs/<method>.yaml``); None for a method registered outside cxrl
+    that ships none (its config dataclass's defaults then apply)."""
+    path = Path(str(resources.files("cxrl") / "configs" / f"{canonical_method(method)}.yaml"))
+    return path if path.is_file() else None
 
 
 def resolve_config(
@@ -110,7 +107,8 @@ def resolve_config(
 ) -> PretrainConfig:
     """Defaults <- the method's YAML (or ``config_path``) <- overrides; the method name always wins."""
     name = canonical_method(method)
-    cfg = load_config(PretrainConfig, config_path or default_config_path(name), [*overrides, f"method.name={name}"])
+    cfg = load_config(PretrainConfig, config_path or default_config_path(name), [*overrides, f"method.name={name}"],
+                      sections={"method": METHODS[name].config})
     for key in ("batch_size", "image_size", "devices", "num_nodes", "checkpoint_every_n_steps"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r}: expected a positive integer, found {getattr(cfg, key)}")
@@ -135,13 +133,15 @@ class PretrainModule(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.method.on_step_start(self.global_step, self.total_steps)
 
-    def step_loss(self, batch: tuple[torch.Tensor, ...], epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Views of a raw batch (seeded per sample and epoch), then the method's loss: the work of one step."""
-        images, indices, labels = batch
+    def step_loss(self, batch: dict[str, torch.Tensor], epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Views of the batch's images (seeded per sample and epoch), then the method's loss on the views and the
+        batch dict: the work of one step. A method without views gets none."""
+        seeds = seeds_for(batch["index"], epoch, self.cfg.seed)
         # (B, 1, s, s) views are already channels_last-contiguous: a single channel has the same layout either way
-        return self.method.loss(self.view_fn(images, seeds_for(indices, epoch, self.cfg.seed)), labels)
+        views = self.view_fn(batch["image"], seeds) if self.method.views else []
+        return self.method.loss(views, batch)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self.step_loss(batch, self.current_epoch)
         if self.global_step % self.cfg.log_every_n_steps == 0 and not torch.isfinite(loss):  # a sync: not every step
             raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower lr or check the data")
@@ -163,18 +163,29 @@ class PretrainModule(pl.LightningModule):
 
 
 def build_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
-    """AdamW, SGD or LARS; norm and bias parameters get no weight decay (and so no LARS scaling)."""
-    decay, no_decay = get_weight_decay_parameters([model])
-    groups = [
-        {"params": [p for p in decay if p.requires_grad], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0},
-    ]
+    """AdamW, SGD or LARS over the method's learning-rate groups (:meth:`PretrainMethod.lr_groups`); norm and bias
+    parameters get no weight decay (and so no LARS scaling)."""
+    groups = parameter_groups(model, cfg)
     if cfg.optimizer == "adamw":  # fused (one kernel for all parameters) where they live on a GPU
         on_gpu = all(p.is_cuda for group in groups for p in group["params"])
         return torch.optim.AdamW(groups, lr=cfg.lr, fused=on_gpu or None)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return LARS(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def parameter_groups(model: torch.nn.Module, cfg: PretrainConfig) -> list[dict[str, Any]]:
+    """Two optimizer groups (decay, no decay) per learning-rate group of ``model``, each parameter in the first
+    group whose module holds it; a plain module is one group at ``cfg.lr``."""
+    lr_groups = model.lr_groups() if isinstance(model, PretrainMethod) else [(model, None)]
+    groups, seen = [], set()
+    for module, lr in lr_groups:
+        decay, no_decay = get_weight_decay_parameters([module])
+        for params, weight_decay in ((decay, cfg.weight_decay), (no_decay, 0.0)):
+            mine = [p for p in params if p.requires_grad and id(p) not in seen]
+            seen.update(map(id, mine))
+            groups.append({"params": mine, "weight_decay": weight_decay, "lr": cfg.lr if lr is None else lr})
+    return groups
 
 
 def build_scheduler(
@@ -184,7 +195,7 @@ def build_scheduler(
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
-            max_lr=cfg.lr,
+            max_lr=[group["lr"] for group in optimizer.param_groups],
             total_steps=total_steps + 1,
             pct_start=max(warmup_steps, 2) / (total_steps + 1),  # under 2, torch's first phase is empty (0/0)
             cycle_momentum=False,
@@ -249,14 +260,15 @@ def default_workers(devices: int) -> int:
 
 
 def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
+    """The training data of ``cfg``: label knobs come from method configs that have them (supervised)."""
     m = cfg.method
     return CacheDataModule(
         data,
         batch_size=cfg.batch_size,
         train_splits=cfg.train_splits,
-        pathologies=m.pathologies,
-        uncertainty=m.uncertainty,
-        weighted_sampling=m.name == "supervised" and m.weighted_sampling,
+        pathologies=getattr(m, "pathologies", ()),
+        uncertainty=getattr(m, "uncertainty", "ignore"),
+        weighted_sampling=METHODS[m.name].cls.label_sampling and getattr(m, "weighted_sampling", False),
         num_workers=default_workers(cfg.devices) if cfg.num_workers is None else cfg.num_workers,
         seed=cfg.seed,
     )
@@ -315,7 +327,8 @@ def build_trainer(cfg: PretrainConfig, run_dir: Path, callbacks: Sequence[Callba
 
 
 def export(run_dir: Path, module: PretrainModule, cfg: PretrainConfig, datamodule: CacheDataModule) -> None:
-    """Write ``encoder.safetensors`` + ``encoder.json`` (the contract with evaluators).
+    """Write every encoder of the method (the contract with evaluators): ``image`` as ``encoder.safetensors`` +
+    ``encoder.json`` at the run root, others in their own folder (:func:`~cxrl.models.save_named_encoder`).
 
     :func:`~cxrl.models.save_encoder` adds the intensity convention and the cxrl, torch and timm versions.
     """
@@ -330,7 +343,8 @@ def export(run_dir: Path, module: PretrainModule, cfg: PretrainConfig, datamodul
         "pathologies": datamodule.pathologies,
         "data": str(datamodule.cache.path),
     }
-    save_encoder(run_dir, module.method.encoder, meta)
+    for name, encoder in module.method.encoders().items():
+        save_named_encoder(run_dir, name, encoder, {**meta, **module.method.export_meta(name)})
 
 
 def check_image_size(cfg: PretrainConfig, cache: Cache) -> None:
@@ -375,6 +389,16 @@ def fit(trainer: pl.Trainer, module: PretrainModule, datamodule: CacheDataModule
             signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after an interrupt
 
 
+def trained_identity(path: Path) -> tuple[str | None, str | None]:
+    """(method name, backbone) a run's ``config.yaml`` was trained with."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path}: not valid YAML ({e})") from e
+    method = data.get("method") if isinstance(data, dict) else None
+    return (method or {}).get("name") if isinstance(method, dict) else None, data.get("backbone")
+
+
 def pretrain(
     method: str,
     data: str | Path,
@@ -399,9 +423,8 @@ def pretrain(
         config_path = run_dir / "config.yaml"
     cfg = resolve_config(method, config_path, overrides)
     if resume:
-        trained = load_config(PretrainConfig, run_dir / "config.yaml")
-        for key, old, new in (("method", trained.method.name, cfg.method.name), ("backbone", trained.backbone,
-                                                                                 cfg.backbone)):
+        trained = trained_identity(run_dir / "config.yaml")
+        for key, old, new in zip(("method", "backbone"), trained, (cfg.method.name, cfg.backbone), strict=True):
             if old != new:
                 raise ConfigError(f"--resume: {run_dir} was trained with {key} {old!r}, not {new!r}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -409,7 +432,8 @@ def pretrain(
     check_image_size(cfg, datamodule.cache)
     total_steps, warmup_steps = plan_steps(cfg, datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes))
     encoder = create_encoder(cfg.backbone, in_chans=1, weights=cfg.weights)
-    pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets)
+    pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets, datamodule.cache)
+    datamodule.use_columns(pl_method.columns, pl_method.column_arrays(datamodule.cache))
     module = PretrainModule(pl_method, cfg, total_steps, warmup_steps, data_identity(datamodule.cache))
     if resume:
         state = read_checkpoint(ckpt)
@@ -438,11 +462,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """``cxrl pretrain METHOD --data CACHE --out RUN [--config FILE] [--resume] [key=value ...]``."""
     p = subparsers.add_parser(
         "pretrain",
-        help="pre-train an image encoder (simclr, moco, byol, swav, supervised)",
+        help=f"pre-train encoders ({method_names()})",
         description="Pre-train an encoder on a cache. Overrides are dotted key=value pairs, e.g. "
         "backbone=resnet18 batch_size=512 devices=4 method.temperature=0.2.",
     )
-    p.add_argument("method", help=f"one of {', '.join(sorted({*METHODS, *ALIASES}))}")
+    p.add_argument("method", help=f"one of {method_names()}")
     p.add_argument("--data", required=True, help="cache folder written by `cxrl prepare`")
     p.add_argument("--out", required=True, help="run folder (config, checkpoints, logs, exported encoder)")
     p.add_argument("--config", default=None, help="YAML config (default: the method's packaged YAML)")

@@ -126,6 +126,13 @@ def load_tokens(folder: str | Path) -> ReportTokens:
     return ReportTokens(folder, ids, np.load(folder / "lengths.npy"), manifest)
 
 
+def report_columns(tokens: ReportTokens) -> dict[str, np.ndarray]:
+    """The batch columns of cached tokens, row-aligned with the cache: ``report_tokens`` (N, L) token ids (memory-
+    mapped) and ``report_mask`` (N, L) bool, True on real tokens (a method's ``column_arrays``)."""
+    mask = np.arange(tokens.ids.shape[1])[None, :] < tokens.lengths[:, None]
+    return {"report_tokens": tokens.ids, "report_mask": mask}
+
+
 def _matches(folder: Path, wanted: dict[str, Any]) -> bool:
     found = _read_manifest(folder)
     return bool(found and found.get("complete") and all(found.get(k) == v for k, v in wanted.items()))

@@ -1,4 +1,5 @@
-"""PyTorch data over a cache: raw uint8 images out, no augmentation in workers.
+"""PyTorch data over a cache: dict batches of the columns a method declares, raw uint8 images, no augmentation
+in workers.
 
 Views are made on the device from each sample's seed (``cxrl.transforms``), so what a run learns does not
 depend on ``num_workers`` or on the number of processes. The sampler is seeded, shards itself across ranks
@@ -22,13 +23,30 @@ from cxrl.data.labels import apply_uncertainty_policy, label_matrix, present_pat
 from cxrl.errors import ConfigError, DataError
 from cxrl.losses import inverse_frequency_weights
 
+BASE_COLUMNS = ("image", "index", "labels")
+
 
 class CacheDataset(Dataset):
-    """Rows ``rows`` of a cache as ``(image uint8 (H, W), cache index int64, labels float32 (K,))``."""
+    """Rows ``rows`` of a cache as dicts of ``columns``: ``image`` uint8 (H, W), ``index`` (the cache row, int64),
+    ``labels`` float32 (K,), and any column of ``extra``, a row-aligned ``(N_cache, ...)`` array (e.g. report
+    tokens). ``index`` is always there (the engine seeds each sample's views from it)."""
 
-    def __init__(self, cache: Cache, rows: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        columns: Sequence[str] = BASE_COLUMNS,
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> None:
         if len(rows) != len(labels):
             raise DataError(f"{len(rows)} rows but {len(labels)} label rows")
+        self.extra = dict(extra or {})
+        missing = [c for c in columns if c not in BASE_COLUMNS and c not in self.extra]
+        if missing:
+            raise ConfigError(f"batch column(s) {missing} have no data in the cache at {cache.path}; "
+                              f"a cache provides {', '.join(BASE_COLUMNS)} and what the method adds")
+        self.columns = tuple(dict.fromkeys(["index", *columns]))
         self.images = cache.images
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = torch.as_tensor(labels, dtype=torch.float32)
@@ -36,21 +54,28 @@ class CacheDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        row = int(self.rows[i])
-        image = torch.from_numpy(np.array(self.images[row], dtype=np.uint8, copy=True))
-        return image, torch.tensor(row, dtype=torch.int64), self.labels[i]
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
-    def __getitems__(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A whole batch ``(images (B, H, W), indices (B,), labels (B, K))`` copied from the memmap in one call,
-        straight into the batch tensor (the DataLoader calls this instead of B ``__getitem__``)."""
+    def __getitems__(self, positions: Sequence[int]) -> dict[str, torch.Tensor]:
+        """A whole batch (``image`` (B, H, W), ``index`` (B,), ``labels`` (B, K), extra columns (B, ...)); images
+        are copied from the memmap in one call, straight into the batch tensor (the DataLoader calls this instead
+        of B ``__getitem__``)."""
         positions = np.asarray(positions, dtype=np.int64)
         rows = self.rows[positions]
-        images = torch.empty((len(rows), *self.images.shape[1:]), dtype=torch.uint8)
-        if get_worker_info() is not None:  # in a worker: written once, handed to the main process without a copy
-            images.share_memory_()
-        np.take(self.images, rows, axis=0, out=images.numpy())
-        return images, torch.from_numpy(rows), self.labels[positions]
+        batch = {"index": torch.from_numpy(rows)}
+        if "image" in self.columns:
+            images = torch.empty((len(rows), *self.images.shape[1:]), dtype=torch.uint8)
+            if get_worker_info() is not None:  # in a worker: written once, handed to the main process without a copy
+                images.share_memory_()
+            np.take(self.images, rows, axis=0, out=images.numpy())
+            batch["image"] = images
+        if "labels" in self.columns:
+            batch["labels"] = self.labels[positions]
+        for name in self.columns:
+            if name in self.extra:
+                batch[name] = torch.from_numpy(np.ascontiguousarray(self.extra[name][rows]))
+        return {k: batch[k] for k in self.columns}
 
 
 def already_batched(batch: Any) -> Any:
@@ -176,6 +201,10 @@ class CacheDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.weights = inverse_frequency_weights(self.targets).numpy() if weighted_sampling else None
 
+    def use_columns(self, columns: Sequence[str], extra: dict[str, np.ndarray]) -> None:
+        """Batches carry ``columns`` (a method's), the ones beyond :data:`BASE_COLUMNS` read from ``extra``."""
+        self.dataset = CacheDataset(self.cache, self.rows, self.targets, columns, extra)
+
     def per_device_batch(self, world_size: int) -> int:
         if self.batch_size % world_size:
             raise ConfigError(
@@ -208,8 +237,8 @@ class CacheDataModule(pl.LightningDataModule):
         )
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Images and labels go to the device; the sample indices stay on the CPU, where the per-sample view
-        seeds are made (``cxrl.transforms.seeds_for``), so a step never waits to copy them back."""
-        images, indices, labels = batch
-        images, labels = super().transfer_batch_to_device((images, labels), device, dataloader_idx)
-        return images, indices, labels
+        """Every column goes to the device but ``index``, which stays on the CPU, where the per-sample view
+        seeds are made (``cxrl.transforms.seeds_for``), so a step never waits to copy it back."""
+        moved = super().transfer_batch_to_device({k: v for k, v in batch.items() if k != "index"}, device,
+                                                 dataloader_idx)
+        return {**moved, "index": batch["index"]}

@@ -1,4 +1,5 @@
-"""``cxrl evaluate``: linear probe or fine-tuning of an encoder across label fractions and seeds."""
+"""``cxrl evaluate``: a registered protocol (linear probe, fine-tuning, ...) of an encoder across label fractions and
+seeds."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ def _subgroups(text: str) -> list[str]:
 
 
 def add_cli(subparsers) -> None:
-    """Register ``cxrl evaluate``."""
+    """Register ``cxrl evaluate``; ``--protocol`` offers every registered protocol."""
+    from cxrl.evaluate.protocols import PROTOCOLS
+
     p = subparsers.add_parser(
         "evaluate",
-        help="linear probe or fine-tuning across label fractions",
+        help="evaluate an encoder across label fractions (linear, finetune, ...)",
         description="Evaluate an encoder on a cache: train on label fractions of the train split, select on valid, "
         "report test metrics with bootstrap CIs. Writes OUT/metrics.json, report.html, report.md and plots.",
     )
@@ -35,7 +38,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--backbone", default="resnet18", help="architecture of --encoder random (default resnet18)")
     p.add_argument("--data", required=True, help="cache to train (and, without --target, test) on")
     p.add_argument("--target", help="second cache to test on (cross-dataset transfer)")
-    p.add_argument("--protocol", choices=("linear", "finetune"), default="linear")
+    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="linear",
+                   help="a registered protocol (cxrl.evaluate.protocols; default linear)")
     p.add_argument("--fractions", type=_floats, default=[0.01, 0.1, 0.25, 0.5, 1.0], help="e.g. 0.01,0.1,1")
     p.add_argument("--seeds", type=int, default=3, help="label-subset seeds per fraction (default 3)")
     p.add_argument("--seed", type=int, default=0, help="base seed")

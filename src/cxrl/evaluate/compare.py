@@ -1,4 +1,7 @@
-"""``cxrl compare``: one table of several evaluations (rows: encoders; columns: label fractions)."""
+"""``cxrl compare``: one table per metric of several evaluations (rows: encoders; columns: label fractions).
+
+Macro AUROC first (the multi-label protocols), then every other metric a protocol summarized (accuracy,
+Recall@K, ...), each with the evaluations that have it."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrl.errors import ConfigError, DataError
+from cxrl.evaluate.metric_names import metric_label, summary_keys
 
 METRICS = "metrics.json"
 
@@ -34,13 +38,16 @@ def find_evaluations(paths: list[str | Path]) -> list[Path]:
 
 
 def load_rows(files: list[Path]) -> list[dict]:
-    """One row per evaluation: its encoder, protocol, target and macro AUROC mean/std per fraction."""
+    """One row per evaluation: its encoder, protocol, target, and each summarized metric's mean/std per fraction
+    (``metrics``; ``auroc`` is macro AUROC's)."""
     rows = []
     for f in files:
         try:
             m = json.loads(f.read_text())
             summary = m["summary"]
             name = m["encoder"]["name"]
+            metrics = {key: {k: (v[f"{key}_mean"], v[f"{key}_std"]) for k, v in summary.items()}
+                       for key in summary_keys(summary)}
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
             raise DataError(f"{f}: not a cxrl metrics.json ({type(e).__name__}: {e})") from e
         data = m.get("data") or {}
@@ -54,11 +61,22 @@ def load_rows(files: list[Path]) -> list[dict]:
                 "protocol": m.get("protocol", {}).get("protocol"),
                 "target": Path(target["path"]).name if target else None,
                 "path": str(f.parent),
-                "auroc": {k: (v["macro_auroc_mean"], v["macro_auroc_std"]) for k, v in summary.items()},
+                "auroc": metrics.get("macro_auroc", {}),
+                "metrics": metrics,
                 "subgroups": subgroup_summary(m.get("runs") or []),
             }
         )
     return rows
+
+
+def metrics_of(rows: list[dict]) -> list[str]:
+    """Every metric some row has, macro AUROC first, then in order of appearance."""
+    keys = dict.fromkeys(["macro_auroc", *(k for r in rows for k in _values(r))])
+    return [k for k in keys if any(_values(r).get(k) for r in rows)]
+
+
+def _values(row: dict) -> dict:
+    return row.get("metrics") or {"macro_auroc": row["auroc"]}
 
 
 def subgroup_summary(runs: list[dict]) -> dict[str, dict]:
@@ -88,15 +106,16 @@ def _subgroup_cell(row: dict, subgroup: str) -> str:
     return f"{np.mean(aurocs):.3f} ± {std:.3f} (TPR gap {gap}, {entry['fraction'] * 100:g}% labels)"
 
 
-def format_table(rows: list[dict], subgroup: str | None = None) -> str:
-    """Markdown: encoder | method | protocol | eval dir name | one ``mean ± std`` column per fraction (union),
-    and with ``subgroup`` (e.g. ``"sex=F"``) that subgroup's macro AUROC and mean TPR gap at each evaluation's
-    largest label fraction.
+def format_table(rows: list[dict], metric: str = "macro_auroc", subgroup: str | None = None) -> str:
+    """Markdown: encoder | method | protocol | eval dir name | one ``mean ± std`` column per fraction (union) of
+    ``metric``, over the rows that have it, and with ``subgroup`` (e.g. ``"sex=F"``) that subgroup's macro AUROC
+    and mean TPR gap at each evaluation's largest label fraction.
 
     Evaluations of different source caches or pathology sets get a ``data`` and a ``pathologies`` column (sets
     numbered #1, #2, ... and listed under the table): their AUROCs average different tasks.
     """
-    fractions = sorted({k for r in rows for k in r["auroc"]}, key=float)
+    rows = [r for r in rows if _values(r).get(metric)]
+    fractions = sorted({k for r in rows for k in _values(r)[metric]}, key=float)
     sets = _pathology_sets(rows)
     mixed = mixed_inputs(rows)
     head = ["encoder", "method", "protocol", "evaluation"] + (["data", "pathologies"] if mixed else [])
@@ -109,7 +128,7 @@ def format_table(rows: list[dict], subgroup: str | None = None) -> str:
         if mixed:
             cells += [str(r["data"]), _set_label(sets, r["pathologies"])]
         for f in fractions:
-            mean, std = r["auroc"].get(f, (None, None))
+            mean, std = _values(r)[metric].get(f, (None, None))
             cells.append("—" if mean is None else f"{mean:.3f} ± {std or 0:.3f}")
         if subgroup:
             cells.append(_subgroup_cell(r, subgroup))
@@ -141,7 +160,8 @@ def add_cli(subparsers) -> None:
         "compare",
         help="one table of several encoders' evaluations",
         description="Test macro AUROC (mean ± std over seeds) per label fraction, one row per "
-        "evaluation. Accepts eval dirs (with metrics.json) or run dirs holding eval dirs.",
+        "evaluation, then a table per other metric the evaluations summarized (accuracy, Recall@K, ...). "
+        "Accepts eval dirs (with metrics.json) or run dirs holding eval dirs.",
     )
     p.add_argument("paths", nargs="+", help="eval dirs, run dirs or metrics.json files")
     p.add_argument("--out", help="also write the Markdown table to this file")
@@ -157,8 +177,12 @@ def _run(args: argparse.Namespace) -> int:
         known = sorted({k for r in rows for k in r["subgroups"]})
         raise ConfigError(f"--subgroup {args.subgroup}: in none of these evaluations; "
                           + (f"they have {', '.join(known)}" if known else "none was run with --subgroups"))
-    table = format_table(rows, args.subgroup)
-    print("test macro AUROC, mean ± std over seeds\n\n" + table)
+    tables = [(f"test {metric_label(k)}, mean ± std over seeds",
+               format_table(rows, k, args.subgroup if k == "macro_auroc" else None)) for k in metrics_of(rows)]
+    if not tables:
+        raise DataError(f"{', '.join(map(str, args.paths))}: the evaluations summarize no metric")
+    print("\n\n".join(f"{title}\n\n{table}" for title, table in tables))
+    table = tables[0][1] if len(tables) == 1 else "\n\n".join(f"{title}\n\n{table}" for title, table in tables)
     if mixed_inputs(rows):
         print(
             "warning: these evaluations used different caches or pathology sets (data and pathologies columns); "

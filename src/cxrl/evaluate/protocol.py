@@ -1,4 +1,5 @@
-"""The evaluation protocol: label fractions x seeds, linear probe or fine-tuning, optional cross-dataset transfer.
+"""The evaluation driver: label fractions x seeds of a registered protocol (:mod:`cxrl.evaluate.protocols`: linear
+probe, fine-tuning, ...), optional cross-dataset transfer.
 
 Splits: every cache's records must be patient-disjoint (:func:`cxrl.data.splits.check_no_leakage`, else
 :class:`~cxrl.errors.LeakageError`). Training rows are ``label_fraction(train rows, fraction, seed)``; model
@@ -14,7 +15,6 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,12 @@ from cxrl.data.cache import Cache, open_cache
 from cxrl.data.labels import PATHOLOGIES, apply_uncertainty_policy, label_matrix
 from cxrl.data.splits import check_no_leakage, label_fraction, patient_rank
 from cxrl.errors import ConfigError, DataError
-from cxrl.evaluate.features import cached_features, encoder_fingerprint, extract_features
-from cxrl.evaluate.finetune import FinetuneSettings, finetune, head_logits, predict
-from cxrl.evaluate.metrics import THRESHOLD_RULES, choose_thresholds, evaluate_scores
-from cxrl.evaluate.probe import DEFAULT_C_GRID, fit_linear_probe, resolve_device
-from cxrl.evaluate.subgroups import AGE_BINS, check_subgroup_settings, present_keys, subgroup_metrics
+from cxrl.evaluate.features import encoder_fingerprint
+from cxrl.evaluate.finetune import FinetuneSettings
+from cxrl.evaluate.metrics import THRESHOLD_RULES
+from cxrl.evaluate.probe import DEFAULT_C_GRID, resolve_device
+from cxrl.evaluate.protocols import PROTOCOLS, EvalProtocol, EvalSetup, protocol_class
+from cxrl.evaluate.subgroups import AGE_BINS, check_subgroup_settings, present_keys
 from cxrl.precision import canonical_precision
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _CARVE_SEED_OFFSET = 7919  # the carved selection split must not follow label_fr
 class EvalConfig:
     """Everything that defines an evaluation (saved as ``metrics.json["protocol"]``)."""
 
-    protocol: str = "linear"  # linear | finetune
+    protocol: str = "linear"  # a registered protocol (cxrl.evaluate.protocols): linear | finetune | ...
     fractions: list[float] = field(default_factory=lambda: list(DEFAULT_FRACTIONS))
     seeds: int = 3  # label-subset seeds seed, seed + 1, ...
     seed: int = 0  # base seed: random encoder init, carved selection split, bootstrap
@@ -71,7 +72,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         self.precision = canonical_precision(self.precision)
         checks = {
-            "protocol": ("linear", "finetune"),
+            "protocol": tuple(PROTOCOLS),
             "uncertainty": ("ignore", "zeros", "ones"),
             "blank": ("nan", "zero"),
             "threshold_rule": THRESHOLD_RULES,
@@ -140,7 +141,7 @@ def run_evaluation(
         len(ev.pathologies),
         size,
     )
-    runs, best = _run_all(model, encoder_info, source, ev, cfg, size, dev, out)
+    runs, best = _run_all(EvalSetup(model, encoder_info, source, ev, cfg, size, dev, out))
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "cxrl_version": __version__,
@@ -150,7 +151,7 @@ def run_evaluation(
         "protocol": to_dict(cfg),
         "pathologies": ev.pathologies,
         "runs": runs,
-        "summary": summarize(runs, ev.pathologies),
+        "summary": summarize(runs, ev.pathologies, protocol_class(cfg.protocol).summary_keys),
         "notes": ev.notes,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -325,99 +326,39 @@ def _pos_neg(y: np.ndarray) -> tuple[int, int]:
     return int((y == 1).sum()), int((y == 0).sum())
 
 
-def _run_all(
-    model, encoder_info: dict, source, ev: EvalData, cfg: EvalConfig, size, dev, out: Path
-) -> tuple[list[dict], dict]:
-    """Every (fraction, seed) run; also returns the largest fraction's first-seed test scores, labels and
-    embedding for the plots."""
-    if cfg.protocol == "linear":
-        fingerprint = encoder_info["fingerprint"]
-        features_of = partial(
-            cached_features, model, fingerprint, image_size=size, folder=out / "features", device=dev,
-            batch_size=cfg.batch_size, precision=cfg.precision,
-        )
-        feats = features_of(source)
-        test_feats = feats if ev.test_cache is source else features_of(ev.test_cache)
-    else:  # read once: the memmap rows every run predicts on
-        valid_images, test_images = source.images[ev.valid], ev.test_cache.images[ev.test]
+def _run_all(setup: EvalSetup) -> tuple[list[dict], dict]:
+    """Every (fraction, seed) run of the protocol ``setup.cfg.protocol``; also returns the largest fraction's
+    first-seed test scores, labels and embedding for the plots."""
+    ev, cfg = setup.ev, setup.cfg
+    protocol = protocol_class(cfg.protocol)(setup)
     runs, best = [], {}
-    test_records = ev.test_cache.records.iloc[ev.test]
-    patients = test_records["patient_id"].astype(str).to_numpy()
     for fraction in cfg.fractions:
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
             train = label_fraction(ev.records, fraction, seed=seed, pathologies=ev.pathologies)
-            if cfg.protocol == "linear":
-                s_valid, s_test, selection = _probe_run(feats, test_feats, ev, train, cfg, dev)
-                embedding = test_feats[ev.test]
-            else:
-                s_valid, s_test, selection, embedding = _finetune_run(
-                    model, source, valid_images, test_images, ev, train, cfg, size, dev, seed,
-                    from_scratch=encoder_info["method"] == "random",
-                )
-            thresholds = choose_thresholds(ev.labels[ev.valid], s_valid, cfg.threshold_rule)
-            result = evaluate_scores(
-                ev.test_labels[ev.test],
-                s_test,
-                thresholds,
-                ev.pathologies,
-                groups=patients,
-                n_boot=cfg.n_bootstrap,
-                seed=seed,
-            )
-            if cfg.subgroups and fraction == max(cfg.fractions):  # what the report and compare show
-                result["subgroups"] = subgroup_metrics(
-                    ev.test_labels[ev.test], s_test, thresholds, test_records, ev.pathologies, cfg.subgroups,
-                    cfg.age_bins, groups=patients, n_boot=cfg.n_bootstrap, seed=seed, min_count=cfg.min_positives,
-                )
+            predictions = protocol.predict(protocol.fit(train, seed))
+            result = protocol.metrics(predictions, seed, fraction)
             runs.append(
                 {
                     "fraction": fraction,
                     "seed": seed,
                     "n_train_images": int(len(train)),
                     "n_train_patients": int(ev.records["patient_id"].iloc[train].nunique()),
-                    "selection": selection,
+                    "selection": predictions.selection,
                     **result,
                 }
             )
-            log.info("fraction %.3g seed %d: macro AUROC %s", fraction, seed, result["macro_auroc"])
+            headline = protocol.summary_keys[0]
+            log.info("fraction %.3g seed %d: %s %s", fraction, seed, headline, result.get(headline))
             if seed == cfg.seed:
-                best = {"scores": s_test, "labels": ev.test_labels[ev.test], "embedding": embedding}
+                best = {"scores": predictions.test, "labels": ev.test_labels[ev.test],
+                        "embedding": predictions.embedding}
     return runs, best
 
 
-def _probe_run(feats, test_feats, ev: EvalData, train, cfg: EvalConfig, dev):
-    probe = fit_linear_probe(
-        feats[train], ev.labels[train], feats[ev.valid], ev.labels[ev.valid], c_grid=tuple(cfg.c_grid), device=str(dev)
-    )
-    selection = {"C": dict(zip(ev.pathologies, probe.C.tolist(), strict=True))}
-    return probe.decision_function(feats[ev.valid]), probe.decision_function(test_feats[ev.test]), selection
-
-
-def _finetune_run(
-    model, source, valid_images, test_images, ev: EvalData, train, cfg: EvalConfig, size, dev, seed, from_scratch: bool
-):
-    tuned, history = finetune(
-        model,
-        source.images[train],
-        ev.labels[train],
-        valid_images,
-        ev.labels[ev.valid],
-        size,
-        cfg.finetune,
-        dev,
-        seed,
-        from_scratch=from_scratch,
-        precision=cfg.precision,
-    )
-    s_valid = predict(tuned, valid_images, size, dev, cfg.batch_size, cfg.precision)
-    embedding = extract_features(
-        tuned.encoder, test_images, size, dev, cfg.batch_size, desc="test embeddings", precision=cfg.precision
-    )
-    return s_valid, head_logits(tuned, embedding, dev, cfg.batch_size), history, embedding
-
-
-def summarize(runs: list[dict], pathologies: list[str]) -> dict[str, dict]:
-    """Per fraction (key ``str(fraction)``): mean and sample std over seeds of macro AUROC/AP/F1 and per-class AUROC."""
+def summarize(runs: list[dict], pathologies: list[str], keys: tuple[str, ...] = EvalProtocol.summary_keys
+              ) -> dict[str, dict]:
+    """Per fraction (key ``str(fraction)``): mean and sample std over seeds of each of ``keys`` (macro AUROC/AP/F1/
+    kappa by default) and, where the runs have ``per_class`` results, of per-class AUROC."""
     out = {}
     for fraction in sorted({r["fraction"] for r in runs}):
         group = [r for r in runs if r["fraction"] == fraction]
@@ -426,11 +367,12 @@ def summarize(runs: list[dict], pathologies: list[str]) -> dict[str, dict]:
             "n_seeds": len(group),
             "n_train_images": [r["n_train_images"] for r in group],
         }
-        for key in ("macro_auroc", "macro_ap", "macro_f1", "macro_kappa"):
+        for key in keys:
             entry.update(_mean_std(key, [r[key] for r in group]))
-        entry["per_class_auroc"] = {
-            p: _mean_std("auroc", [r["per_class"][p]["auroc"] for r in group]) for p in pathologies
-        }
+        if all("per_class" in r for r in group):
+            entry["per_class_auroc"] = {
+                p: _mean_std("auroc", [r["per_class"][p]["auroc"] for r in group]) for p in pathologies
+            }
         out[str(fraction)] = entry
     return out
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrl.evaluate import plots
+from cxrl.evaluate.metric_names import metric_label, summary_keys
 
 
 def json_safe(x):
@@ -32,13 +33,15 @@ TRAIN_IMAGES_NOTE = (
 
 
 def summary_table(metrics: dict) -> str:
-    """Markdown table: one row per label fraction, macro AUROC mean ± std over seeds, AP, F1, kappa."""
+    """Markdown table: one row per label fraction, each summarized metric's mean ± std over seeds (macro AUROC,
+    AP, F1, kappa for the multi-label protocols; whatever a protocol reports, e.g. accuracy or Recall@K)."""
+    keys = summary_keys(metrics["summary"])
     rows = [
-        "| labels | train images | seeds | macro AUROC | macro AP | macro F1 | macro kappa |",
-        "|---:|---:|---:|---|---|---|---|",
+        "| labels | train images | seeds | " + " | ".join(metric_label(k) for k in keys) + " |",
+        "|---:|---:|---:|" + "---|" * len(keys),
     ]
     for s in metrics["summary"].values():
-        cells = [_pm(s, k) for k in ("macro_auroc", "macro_ap", "macro_f1", "macro_kappa")]
+        cells = [_pm(s, k) for k in keys]
         images = "/".join(str(n) for n in sorted(set(s["n_train_images"])))
         rows.append(f"| {s['fraction'] * 100:g}% | {images} | {s['n_seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -74,6 +77,8 @@ def make_plots(metrics: dict, best: dict, out: Path) -> dict[str, str]:
     """
     names = metrics["pathologies"]
     run = _largest_fraction_run(metrics)
+    if "per_class" not in run:  # the multi-label plots need per-class results and AUROCs
+        return {}
     title = f"{metrics['encoder']['name']}, {run['fraction'] * 100:g}% labels, seed {run['seed']}"
     files = {
         "label_efficiency": plots.label_efficiency(
@@ -88,7 +93,7 @@ def make_plots(metrics: dict, best: dict, out: Path) -> dict[str, str]:
             run["subgroups"], names, out / "subgroup_tpr_gaps.png", f"TPR gap per subgroup: {title}"
         )
     method = metrics["protocol"]["embedding"]
-    if method != "none":
+    if method != "none" and best["embedding"] is not None:
         k = int(
             np.argmax(
                 [
@@ -111,8 +116,9 @@ def write_reports(metrics: dict, best: dict, out: Path) -> None:
     md = markdown_report(metrics)
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(html_report(metrics, md))
+    headline = metric_label(summary_keys(metrics["summary"])[0])
     print(
-        f"\n{metrics['encoder']['name']} ({metrics['protocol']['protocol']}), test macro AUROC over "
+        f"\n{metrics['encoder']['name']} ({metrics['protocol']['protocol']}), test {headline} over "
         f"{len(metrics['pathologies'])} pathologies:\n{summary_table(metrics)}\n{TRAIN_IMAGES_NOTE}\n"
         f"report: {out / 'report.html'}"
     )
@@ -154,14 +160,15 @@ def markdown_report(metrics: dict) -> str:
         if "label_efficiency" in metrics["plots"]
         else []
     )
-    lines += [
-        f"## Per class ({run['fraction'] * 100:g}% labels, seed {run['seed']})",
-        "",
-        f"Macro AUROC {_f(run['macro_auroc'])} (95% CI {_ci(run['macro_auroc_ci'])}).",
-        "",
-        per_class_table(run, metrics["pathologies"]),
-        "",
-    ]
+    if "per_class" in run:
+        lines += [
+            f"## Per class ({run['fraction'] * 100:g}% labels, seed {run['seed']})",
+            "",
+            f"Macro AUROC {_f(run['macro_auroc'])} (95% CI {_ci(run['macro_auroc_ci'])}).",
+            "",
+            per_class_table(run, metrics["pathologies"]),
+            "",
+        ]
     for key, caption in (
         ("roc", "ROC curves"),
         ("per_class_auroc", "per-class AUROC"),
@@ -172,8 +179,9 @@ def markdown_report(metrics: dict) -> str:
             lines += [f"![{caption}]({metrics['plots'][key]})", ""]
     if run.get("subgroups"):
         lines += subgroup_section(run, metrics["pathologies"], metrics["plots"].get("subgroup_tpr_gaps"))
-    if metrics["notes"] or run["notes"]:
-        lines += ["## Notes", ""] + [f"- {n}" for n in metrics["notes"] + run["notes"]] + [""]
+    notes = metrics["notes"] + run.get("notes", [])
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
 
 
@@ -217,7 +225,7 @@ def _gap(x) -> str:
 
 def _selection_lines(metrics: dict) -> list[str]:
     """Fine-tuning: the early-stopping criterion used and each run's best epoch (none for the linear probe)."""
-    runs = [r for r in metrics["runs"] if "criterion" in r["selection"]]
+    runs = [r for r in metrics["runs"] if isinstance(r["selection"], dict) and "criterion" in r["selection"]]
     if not runs:
         return []
     criteria = sorted({r["selection"]["criterion"] for r in runs})

@@ -1,34 +1,25 @@
-"""Pre-training methods: one small module each, built by name with :func:`create_method`."""
+"""Pre-training methods: one small module each, registered with ``@register_method`` and built with
+:func:`create_method`. Importing this package registers the packaged methods."""
 
 from __future__ import annotations
 
 import numpy as np
 from torch import nn
 
-from cxrl.methods.base import MethodConfig, PretrainMethod
-from cxrl.methods.byol import BYOL
-from cxrl.methods.moco import MoCoV2, MoCoV3
-from cxrl.methods.simclr import SimCLR
-from cxrl.methods.supervised import Supervised
-from cxrl.methods.swav import SwAV
-
-METHODS: dict[str, type[PretrainMethod]] = {
-    "simclr": SimCLR,
-    "moco_v2": MoCoV2,
-    "moco_v3": MoCoV3,
-    "byol": BYOL,
-    "swav": SwAV,
-    "supervised": Supervised,
-}
-ALIASES = {"moco": "moco_v2"}
+from cxrl.methods import byol, moco, simclr, supervised, swav  # noqa: F401  (registers them)
+from cxrl.methods.base import BuildContext, MethodConfig, PretrainMethod
+from cxrl.methods.registry import ALIASES, METHODS, MethodSpec, canonical_method, register_method
 
 
-def create_method(cfg: MethodConfig, encoder: nn.Module, image_size: int, train_targets: np.ndarray) -> PretrainMethod:
-    """The method ``cfg.name`` around ``encoder``; ``train_targets`` (N, K) are used by ``supervised`` only."""
-    cls = METHODS[ALIASES.get(cfg.name, cfg.name)]
-    if cls is Supervised:
-        return Supervised(encoder, cfg, image_size, train_targets)
-    return cls(encoder, cfg, image_size)
+def create_method(
+    cfg: MethodConfig, encoder: nn.Module, image_size: int, train_targets: np.ndarray | None = None, cache=None
+) -> PretrainMethod:
+    """The registered method ``cfg.name`` around ``encoder`` (``train_targets`` (N, K): supervised methods)."""
+    spec = METHODS[canonical_method(cfg.name)]
+    return spec.cls(encoder, cfg, BuildContext(image_size, train_targets, cache))
 
 
-__all__ = ["ALIASES", "METHODS", "MethodConfig", "PretrainMethod", "create_method"]
+__all__ = [
+    "ALIASES", "METHODS", "BuildContext", "MethodConfig", "MethodSpec", "PretrainMethod", "canonical_method",
+    "create_method", "register_method",
+]

@@ -1,9 +1,12 @@
 """What every pre-training method is, and the few functions they share.
 
-A method is a small ``nn.Module`` that owns an ``encoder`` (the part exported for evaluation) and its heads,
-names its ``views`` (``cxrl.transforms.ViewConfig`` list) and maps those views (plus labels) to a scalar loss
-and a dict of logs. The engine (``cxrl.train``) does everything else: data, optimizer, schedules, precision,
-DDP, checkpoints. Momentum (EMA) methods override ``on_step_start``; SwAV overrides ``on_after_backward``.
+A method is a small ``nn.Module`` registered with ``@register_method`` (:mod:`cxrl.methods.registry`) and built
+as ``cls(encoder, cfg, ctx)`` from its own config dataclass. It owns an image ``encoder`` and its heads (and may
+own more encoders, e.g. ``text``), names its ``views`` (``cxrl.transforms.ViewConfig`` list) and the batch
+``columns`` it reads, and maps the views plus the batch dict to a scalar loss and a dict of logs. The engine
+(``cxrl.train``) does everything else: data, moving the batch to the device, optimizer and parameter groups,
+schedules, precision, DDP, checkpoints, export of every encoder in :meth:`PretrainMethod.encoders`.
+Momentum (EMA) methods override ``on_step_start``; SwAV overrides ``on_after_backward``.
 """
 
 from __future__ import annotations
@@ -12,20 +15,27 @@ import copy
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
+from cxrl.data.torch_dataset import BASE_COLUMNS
 from cxrl.transforms import ViewConfig
 
 Logs = dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor]
 
 
 @dataclass
 class MethodConfig:
-    """Method-specific knobs (each method reads the ones it needs; the YAML of a method sets them)."""
+    """The knobs the packaged image-only methods share (each reads the ones it needs; its YAML sets them).
+
+    A new method registers its own small dataclass instead (``@register_method(name, config=...)``).
+    """
 
     name: str = "simclr"
     proj_hidden_dim: int = 2048
@@ -49,15 +59,44 @@ class MethodConfig:
     pos_weight: bool = False  # supervised: BCE positive weights from train prevalence
 
 
+@dataclass
+class BuildContext:
+    """What the engine knows when it builds a method: the training image size, the train rows' targets
+    ``(N, K)`` after the label policy (supervised methods), and the cache (where token caches live)."""
+
+    image_size: int
+    train_targets: np.ndarray | None = None
+    cache: Any = None
+
+
 class PretrainMethod(nn.Module):
-    """Base of all methods: an ``encoder``, the ``views`` it trains on, and ``loss``."""
+    """Base of all methods: an image ``encoder``, the ``views`` it trains on, the batch ``columns`` and ``loss``."""
 
     encoder: nn.Module
     views: list[ViewConfig]
+    columns: tuple[str, ...] = BASE_COLUMNS
+    label_sampling: bool = False  # True: the config's ``weighted_sampling`` draws train rows by label frequency
 
-    def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
-        """Views (one ``(B, 1, s, s)`` tensor per ``ViewConfig``) and labels ``(B, K)`` -> (loss, logs)."""
+    def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """Views (one ``(B, 1, s, s)`` tensor per ``ViewConfig``) and the batch dict (``columns``) -> (loss, logs)."""
         raise NotImplementedError
+
+    def column_arrays(self, cache: Any) -> dict[str, np.ndarray]:
+        """Row-aligned ``(N, ...)`` arrays of the ``columns`` beyond :data:`BASE_COLUMNS` (e.g. report tokens)."""
+        return {}
+
+    def encoders(self) -> dict[str, nn.Module]:
+        """The encoders export writes, by name (``image`` at the run root, ``text`` in ``RUN/text/``)."""
+        return {"image": self.encoder}
+
+    def export_meta(self, name: str) -> dict[str, Any]:
+        """Extra sidecar entries of the exported encoder ``name`` (e.g. a text encoder's ``max_length``)."""
+        return {}
+
+    def lr_groups(self) -> list[tuple[nn.Module, float | None]]:
+        """(module, learning rate) pairs, most specific first; ``None`` is the run's ``lr``. A parameter belongs to
+        the first module that holds it (e.g. ``[(self.text_encoder, cfg.text_lr), (self, None)]``)."""
+        return [(self, None)]
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         """Called before each optimization step's forward (e.g. the EMA update)."""

@@ -15,7 +15,8 @@ from torch import nn
 
 from cxrl.errors import ConfigError
 from cxrl.losses.contrastive import FeatureQueue, info_nce, moco_v3_loss
-from cxrl.methods.base import Logs, MethodConfig, PretrainMethod, ema_update, momentum_copy
+from cxrl.methods.base import Batch, BuildContext, Logs, MethodConfig, PretrainMethod, ema_update, momentum_copy
+from cxrl.methods.registry import register_method
 from cxrl.models.heads import byol_prediction, moco_projection
 from cxrl.transforms import moco_views
 
@@ -23,12 +24,12 @@ from cxrl.transforms import moco_views
 class _Momentum(PretrainMethod):
     """Query encoder + projector, their EMA copies, and the per-step momentum update."""
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, cfg: MethodConfig, image_size: int) -> None:
+    def __init__(self, encoder: nn.Module, projector: nn.Module, cfg: MethodConfig, ctx: BuildContext) -> None:
         super().__init__()
         self.encoder, self.projector = encoder, projector
         self.key_encoder, self.key_projector = momentum_copy(encoder), momentum_copy(projector)
         self.base_momentum, self.temperature = cfg.ema_momentum, cfg.temperature
-        self.views = moco_views(image_size)
+        self.views = moco_views(ctx.image_size)
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         pairs = [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
@@ -39,15 +40,18 @@ class _Momentum(PretrainMethod):
         return self.key_projector(self.key_encoder(x)).chunk(2)
 
 
+@register_method("moco_v2", aliases=("moco",))
 class MoCoV2(_Momentum):
-    def __init__(self, encoder: nn.Module, cfg: MethodConfig, image_size: int) -> None:
+    """MoCo v2: InfoNCE against a queue of past momentum keys."""
+
+    def __init__(self, encoder: nn.Module, cfg: MethodConfig, ctx: BuildContext) -> None:
         projector = moco_projection(encoder.num_features, cfg.proj_hidden_dim, cfg.proj_dim)
-        super().__init__(encoder, projector, cfg, image_size)
+        super().__init__(encoder, projector, cfg, ctx)
         if cfg.queue_size < 1:
             raise ConfigError(f"moco_v2 needs method.queue_size > 0, found {cfg.queue_size}")
         self.queue = FeatureQueue(cfg.proj_dim, cfg.queue_size)
 
-    def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         x = torch.cat(list(views))
         q0, q1 = self.projector(self.encoder(x)).chunk(2)
         k0, k1 = self.keys(x)
@@ -57,15 +61,18 @@ class MoCoV2(_Momentum):
         return loss, {}
 
 
+@register_method("moco_v3")
 class MoCoV3(_Momentum):
-    def __init__(self, encoder: nn.Module, cfg: MethodConfig, image_size: int) -> None:
+    """MoCo v3: predictor, in-batch momentum keys of every rank."""
+
+    def __init__(self, encoder: nn.Module, cfg: MethodConfig, ctx: BuildContext) -> None:
         projector = moco_projection(
             encoder.num_features, cfg.proj_hidden_dim, cfg.proj_dim, num_layers=3, batch_norm=True
         )
-        super().__init__(encoder, projector, cfg, image_size)
+        super().__init__(encoder, projector, cfg, ctx)
         self.predictor = byol_prediction(cfg.proj_dim, cfg.pred_hidden_dim, cfg.proj_dim)
 
-    def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         x = torch.cat(list(views))
         q0, q1 = self.predictor(self.projector(self.encoder(x))).chunk(2)
         k0, k1 = self.keys(x)

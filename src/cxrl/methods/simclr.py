@@ -8,21 +8,23 @@ import torch
 from torch import nn
 
 from cxrl.losses.contrastive import nt_xent
-from cxrl.methods.base import Logs, MethodConfig, PretrainMethod
+from cxrl.methods.base import Batch, BuildContext, Logs, MethodConfig, PretrainMethod
+from cxrl.methods.registry import register_method
 from cxrl.models.heads import simclr_projection
 from cxrl.transforms import simclr_views
 
 
+@register_method("simclr")
 class SimCLR(PretrainMethod):
     """Negatives are all other views in the batch of every rank (gathered with gradients)."""
 
-    def __init__(self, encoder: nn.Module, cfg: MethodConfig, image_size: int) -> None:
+    def __init__(self, encoder: nn.Module, cfg: MethodConfig, ctx: BuildContext) -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = simclr_projection(encoder.num_features, cfg.proj_hidden_dim, cfg.proj_dim)
         self.temperature = cfg.temperature
-        self.views = simclr_views(image_size)
+        self.views = simclr_views(ctx.image_size)
 
-    def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         z0, z1 = self.projector(self.encoder(torch.cat(list(views)))).chunk(2)
         return nt_xent(z0, z1, self.temperature, gather=True), {}

@@ -17,13 +17,20 @@ from torch import nn
 from cxrl.data.labels import UNCERTAIN, UNCERTAIN_CLASS
 from cxrl.errors import ConfigError
 from cxrl.losses import focal_loss, masked_bce, multiclass_uncertainty_ce, positive_weights
-from cxrl.methods.base import Logs, MethodConfig, PretrainMethod
+from cxrl.methods.base import Batch, BuildContext, Logs, MethodConfig, PretrainMethod
+from cxrl.methods.registry import register_method
 from cxrl.transforms import ViewConfig
 
 
+@register_method("supervised")
 class Supervised(PretrainMethod):
-    def __init__(self, encoder: nn.Module, cfg: MethodConfig, image_size: int, train_targets: np.ndarray) -> None:
+    """Supervised multi-label baseline on the cache's labels."""
+
+    label_sampling = True
+
+    def __init__(self, encoder: nn.Module, cfg: MethodConfig, ctx: BuildContext) -> None:
         super().__init__()
+        train_targets = ctx.train_targets if ctx.train_targets is not None else np.zeros((0, 0))
         if train_targets.shape[1] == 0:
             raise ConfigError("supervised pre-training needs labels: no pathology has a positive train row")
         if cfg.loss not in ("bce", "focal"):
@@ -35,9 +42,10 @@ class Supervised(PretrainMethod):
         weights = positive_weights(train_targets) if cfg.pos_weight else None
         self.register_buffer("pos_weight", weights, persistent=False)
         self.loss_name, self.focal_gamma = cfg.loss, cfg.focal_gamma
-        self.views = [ViewConfig(size=image_size)]
+        self.views = [ViewConfig(size=ctx.image_size)]
 
-    def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
+        labels = batch["labels"]
         logits = self.head(self.encoder(views[0]))
         if self.multiclass:
             targets = labels.masked_fill(labels == UNCERTAIN_CLASS, UNCERTAIN)

@@ -16,15 +16,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrl.losses import FeatureQueue, swav_loss
-from cxrl.methods.base import Logs, MethodConfig, PretrainMethod, encode_views, fp32
+from cxrl.methods.base import Batch, BuildContext, Logs, MethodConfig, PretrainMethod, encode_views, fp32
+from cxrl.methods.registry import register_method
 from cxrl.models.heads import swav_projection, swav_prototypes
 from cxrl.transforms import swav_views
 
 N_GLOBAL = 2
 
 
+@register_method("swav")
 class SwAV(PretrainMethod):
-    def __init__(self, encoder: nn.Module, cfg: MethodConfig, image_size: int) -> None:
+    """SwAV: swapped prediction of Sinkhorn codes over prototypes, multi-crop."""
+
+    def __init__(self, encoder: nn.Module, cfg: MethodConfig, ctx: BuildContext) -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = swav_projection(encoder.num_features, cfg.proj_hidden_dim, cfg.proj_dim)
@@ -36,7 +40,7 @@ class SwAV(PretrainMethod):
             ]
         )
         self.cfg = cfg
-        self.views = swav_views(image_size, N_GLOBAL, cfg.local_views, cfg.local_size)
+        self.views = swav_views(ctx.image_size, N_GLOBAL, cfg.local_views, cfg.local_size)
         self.step = 0
 
     def on_step_start(self, step: int, total_steps: int) -> None:
@@ -49,7 +53,7 @@ class SwAV(PretrainMethod):
             for p in self.prototypes.parameters():
                 p.grad = None
 
-    def loss(self, views: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         projections = [self.projector(h) for h in encode_views(self.encoder, views)]
         with fp32(projections[0]):
             z = [F.normalize(p.float(), dim=1) for p in projections]

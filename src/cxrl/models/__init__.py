@@ -2,7 +2,7 @@
 projection/prediction heads."""
 
 from cxrl.models.encoders import Encoder, create_encoder, list_encoders
-from cxrl.models.export import load_encoder, save_encoder
+from cxrl.models.export import load_encoder, save_encoder, save_named_encoder
 from cxrl.models.text import TextEncoder, TextFeatures, create_text_encoder, list_text_encoders
 from cxrl.models.text_export import load_text_encoder, save_text_encoder
 from cxrl.models.weights import load_weights
@@ -19,5 +19,6 @@ __all__ = [
     "load_text_encoder",
     "load_weights",
     "save_encoder",
+    "save_named_encoder",
     "save_text_encoder",
 ]

@@ -1,6 +1,8 @@
 """Exported encoders: ``encoder.safetensors`` (weights, never pickled) + ``encoder.json`` (how to rebuild and feed it).
 
 The JSON sidecar is also stored in the safetensors header, so a lone ``.safetensors`` file still loads.
+A run may hold several named encoders: ``image`` at the run root, ``text`` in ``RUN/text/``
+(:mod:`cxrl.models.text_export`); :func:`save_named_encoder` writes and :func:`load_encoder` reads any of them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cxrl.models.weights import load_state_into, read_state_dict
 WEIGHTS_FILE = "encoder.safetensors"
 META_FILE = "encoder.json"
 REQUIRED_META = ("image_size", "method", "config")
+ENCODER_NAMES = ("image", "text")  # image: the run root; text: RUN/text/
 _HEADER_KEY = "cxrl_meta"
 
 
@@ -58,6 +61,17 @@ def save_encoder(run_dir: str | Path, encoder: Encoder, meta: dict[str, Any]) ->
     return run_dir / WEIGHTS_FILE
 
 
+def save_named_encoder(run_dir: str | Path, name: str, encoder: Any, meta: dict[str, Any]) -> Path:
+    """Export the encoder a method calls ``name`` (one of :data:`ENCODER_NAMES`) with its sidecar and SHA-256."""
+    if name == "image":
+        return save_encoder(run_dir, encoder, meta)
+    if name == "text":
+        from cxrl.models.text_export import save_text_encoder  # imports transformers: only for text encoders
+
+        return save_text_encoder(run_dir, encoder, meta)
+    raise ConfigError(f"cannot export an encoder named {name!r}; cxrl exports {', '.join(ENCODER_NAMES)}")
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` beside ``path`` then rename it over; permissions follow the umask like any other file."""
     partial = path.with_name(path.name + ".partial")
@@ -75,12 +89,20 @@ def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
-    """Rebuild an exported encoder from a run directory or its ``.safetensors`` file; return it (eval mode) and meta."""
-    weights = Path(path) / WEIGHTS_FILE if Path(path).is_dir() else Path(path)
+def load_encoder(path: str | Path, name: str = "image") -> tuple[Any, dict[str, Any]]:
+    """Rebuild an exported encoder from a run directory (its encoder ``name``, see :data:`ENCODER_NAMES`) or a
+    ``.safetensors`` file (of any modality); return it (eval mode) and meta."""
+    if name not in ENCODER_NAMES:
+        raise ConfigError(f"load_encoder: no encoder named {name!r}; cxrl exports {', '.join(ENCODER_NAMES)}")
+    folder = Path(path) if name == "image" else Path(path) / name
+    weights = folder / WEIGHTS_FILE if Path(path).is_dir() else Path(path)
     if not weights.is_file():
         raise DataError(f"load_encoder: {weights} does not exist")
     meta = read_meta(weights)
+    if meta.get("modality") == "text":
+        from cxrl.models.text_export import load_text_encoder
+
+        return load_text_encoder(weights)
     if meta.get("intensity") != intensity.CONVENTION:
         raise DataError(
             f"{weights}: trained with intensity convention {meta.get('intensity')}, "
@@ -89,13 +111,18 @@ def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
     build_kwargs = dict(meta.get("build_kwargs", {}))
     encoder = create_encoder(meta["backbone"], **build_kwargs)
     state = read_state_dict(weights)
+    check_sha256(weights, state, meta)
+    load_state_into(encoder, state, str(weights), strict=True)
+    return encoder.eval(), meta
+
+
+def check_sha256(weights: Path, state: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Refuse weights whose :func:`weights_sha256` differs from the one their sidecar recorded at export."""
     if "weights_sha256" in meta and weights_sha256(state) != meta["weights_sha256"]:
         raise DataError(
             f"{weights}: the weights do not match the SHA-256 recorded at export (file corrupted or altered); "
             "copy or export it again"
         )
-    load_state_into(encoder, state, str(weights), strict=True)
-    return encoder.eval(), meta
 
 
 def read_meta(weights: Path) -> dict[str, Any]:

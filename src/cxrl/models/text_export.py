@@ -15,7 +15,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from cxrl.errors import ConfigError, DataError
-from cxrl.models.export import _HEADER_KEY, META_FILE, WEIGHTS_FILE, read_meta
+from cxrl.models.export import _HEADER_KEY, META_FILE, WEIGHTS_FILE, check_sha256, read_meta, weights_sha256
 from cxrl.models.export import _versions as export_versions
 from cxrl.models.text import TextEncoder, build_from_config
 from cxrl.models.weights import load_state_into, read_state_dict
@@ -28,11 +28,13 @@ def save_text_encoder(run_dir: str | Path, encoder: TextEncoder, meta: dict[str,
     """Write ``run_dir/text/`` (weights, sidecar, tokenizer); return the weights path.
 
     ``meta`` must hold ``max_length`` (tokens fed in training), ``method`` and ``config``; this adds ``modality``,
-    ``backbone``, ``build_kwargs``, ``pooling``, ``num_features``, ``hf_config`` and ``versions``.
+    ``backbone``, ``build_kwargs``, ``pooling``, ``num_features``, ``hf_config``, ``versions`` and ``weights_sha256``
+    (checked by :func:`load_text_encoder`).
     """
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ConfigError(f"save_text_encoder: meta lacks {missing}; it must hold {list(REQUIRED_META)}")
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.model.state_dict().items()}
     full = {
         **meta,
         "modality": "text",
@@ -42,11 +44,11 @@ def save_text_encoder(run_dir: str | Path, encoder: TextEncoder, meta: dict[str,
         "num_features": encoder.num_features,
         "hf_config": encoder.model.config.to_dict(),
         "versions": {**meta.get("versions", {}), **_versions()},
+        "weights_sha256": weights_sha256(tensors),
     }
     text = json.dumps(full, indent=2, sort_keys=True, default=str)
     folder = Path(run_dir) / TEXT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.model.state_dict().items()}
     save_file(tensors, folder / WEIGHTS_FILE, metadata={_HEADER_KEY: text})
     (folder / META_FILE).write_text(text + "\n")
     encoder.tokenizer.save_pretrained(str(folder))
@@ -71,7 +73,9 @@ def load_text_encoder(path: str | Path) -> tuple[TextEncoder, dict[str, Any]]:
     config = AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
     build_kwargs = {**meta["build_kwargs"], "tokenizer": str(folder)}
     encoder = build_from_config(config, create_tokenizer(folder), meta["backbone"], meta["pooling"], build_kwargs)
-    load_state_into(encoder.model, read_state_dict(weights), str(weights), strict=True)
+    state = read_state_dict(weights)
+    check_sha256(weights, state, meta)
+    load_state_into(encoder.model, state, str(weights), strict=True)
     return encoder.eval(), meta
 
 

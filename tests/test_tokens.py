@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cxrl.data.cache import write_cache
-from cxrl.data.tokens import load_tokens, report_texts, tokenize_reports
+from cxrl.data.tokens import cache_tokenizer, load_tokens, report_texts, resolve_tokenizer, tokenize_reports
 from cxrl.errors import DataError
 from cxrl.models.text_tokenizer import create_tokenizer, train_tokenizer
 
@@ -99,3 +99,14 @@ def test_phantom_mimic_reports_flow_from_the_cache_to_tiny_text(tmp_path):
     with torch.no_grad():
         out = encoder(input_ids=ids, attention_mask=mask)
     assert out.pooled.shape == (len(records), encoder.num_features) and out.tokens.shape[:2] == ids.shape
+
+
+def test_the_cache_wordpiece_tokenizer_learns_from_train_reports_only(tmp_path):
+    records = pd.DataFrame({"patient_id": ["a", "b", "c"], "split": ["train", "train", "test"],
+                            "report_text": ["heart normal size", "heart enlarged", "zygomycosis xylophone"]})
+    cache = write_cache(tmp_path / "c", np.zeros((3, 8, 8), np.uint8), records, {"source": "test"})
+    folder = resolve_tokenizer(cache.path, "wordpiece", vocab_size=60)
+    assert folder == cache_tokenizer(cache.path, vocab_size=60) and (folder / "tokenizer.json").is_file()
+    vocab = create_tokenizer(folder).get_vocab()
+    assert "heart" in vocab and "zygomycosis" not in vocab and "xylophone" not in vocab
+    assert resolve_tokenizer(cache.path, "minilm") == "minilm"

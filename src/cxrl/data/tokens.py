@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from cxrl.data.cache import as_cache
 from cxrl.errors import DataError
 
 TOKENS_DIR = "tokens"
+TOKENIZERS_DIR = "tokenizers"
+WORDPIECE = "wordpiece"  # tokenizer name meaning "a word-piece trained on this cache's train reports"
 TEXT_COLUMNS = ("findings", "impression")
 FALLBACK_COLUMN = "report_text"
 _BATCH = 1024
@@ -62,6 +65,31 @@ def report_texts(records: pd.DataFrame) -> pd.Series:
     columns = [[_clean(v) for v in records[c]] if c in records else blank for c in (*TEXT_COLUMNS, FALLBACK_COLUMN)]
     texts = [" ".join(s for s in sections if s) or whole for *sections, whole in zip(*columns, strict=True)]
     return pd.Series(texts, index=records.index, dtype=object)
+
+
+def cache_tokenizer(cache_dir: str | Path, vocab_size: int = 4096) -> Path:
+    """A lower-cased word-piece tokenizer trained on the cache's **train** reports (so no valid/test text shapes
+    the vocabulary), saved once in ``CACHE/tokenizers/wordpiece-{vocab_size}/`` and reused; returns that folder."""
+    from cxrl.models.text_tokenizer import train_tokenizer
+
+    cache = as_cache(cache_dir)
+    folder = cache.path / TOKENIZERS_DIR / f"{WORDPIECE}-{vocab_size}"
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    train = cache.records["split"].eq("train").to_numpy() if "split" in cache.records else np.ones(len(cache), bool)
+    texts = report_texts(cache.records[train]).dropna()
+    if texts.empty:
+        raise DataError(f"{cache.path}: no train row has report text to train a {WORDPIECE} tokenizer on")
+    partial = folder.with_name(folder.name + ".partial")
+    train_tokenizer(texts.tolist(), partial, vocab_size=vocab_size)
+    shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder left by a killed run
+    os.replace(partial, folder)
+    return folder
+
+
+def resolve_tokenizer(cache_dir: str | Path, name: str | Path, vocab_size: int = 4096) -> str | Path:
+    """``wordpiece`` -> :func:`cache_tokenizer` of the cache; any other name (see ``create_tokenizer``) as it is."""
+    return cache_tokenizer(cache_dir, vocab_size) if str(name) == WORDPIECE else name
 
 
 def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_length: int) -> Path:

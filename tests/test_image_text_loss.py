@@ -52,6 +52,24 @@ def test_loss_is_symmetric_in_the_modalities_and_weights_the_two_directions():
     torch.testing.assert_close(image_text_info_nce(t, v), image_text_info_nce(v, t))  # CLIP's mean is symmetric
 
 
+def test_rows_without_a_report_are_no_query_and_their_text_no_candidate():
+    v, t = _pair(n=6)
+    valid = torch.tensor([True, False, True, True, False, True])
+    loss = image_text_info_nce(v, t, temperature=0.1, image_weight=0.75, valid=valid)
+    keep = valid.nonzero().flatten()
+    image_to_text = naive_direction(v[keep], t[keep], 0.1)  # only real reports are candidates
+    text_terms = []  # every image (with or without a report) is a candidate for a real report
+    for i in keep.tolist():
+        sims = torch.stack([torch.cosine_similarity(t[i], v[k], dim=0) for k in range(len(v))]) / 0.1
+        text_terms.append(-(sims[i] - torch.logsumexp(sims, dim=0)))
+    expected = 0.75 * image_to_text + 0.25 * torch.stack(text_terms).mean()
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
+    grad_t = torch.autograd.grad(loss, t)[0]
+    assert torch.isfinite(grad_t).all() and (grad_t[~valid] == 0).all()
+    empty = image_text_info_nce(v, t, valid=torch.zeros(6, dtype=torch.bool))
+    assert empty.item() == 0.0
+
+
 def test_loss_rejects_a_weight_outside_unit_interval_and_mismatched_shapes():
     v, t = _pair()
     with pytest.raises(ValueError, match="image_weight"):

@@ -6,8 +6,9 @@ export). Views are made on the device from per-sample seeds, the global batch is
 the same weights.
 
 RUN layout: ``config.yaml`` (resolved), ``checkpoints/last.ckpt``, ``logs/{tensorboard,csv}/version_N``,
-``encoder.safetensors`` + ``encoder.json`` (the image encoder, the only things image evaluators read), and one
-folder per other encoder a method owns (``text/``, :func:`cxrl.models.save_named_encoder`).
+``encoder.safetensors`` + ``encoder.json`` (the image encoder, the only things image evaluators read), one
+folder per other encoder a method owns (``text/``, :func:`cxrl.models.save_named_encoder`), and an image-text
+method's heads to its joint space (``projection.safetensors``, :mod:`cxrl.models.image_text`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from cxrl.methods import METHODS, MethodConfig, PretrainMethod, canonical_method
 from cxrl.methods.registry import method_names
 from cxrl.models import Encoder, create_encoder
 from cxrl.models.export import WEIGHTS_FILE, save_named_encoder
+from cxrl.models.image_text import save_projections
 from cxrl.monitor import MonitorConfig, OnlineMonitor
 from cxrl.precision import canonical_precision
 from cxrl.quiet import quiet_lightning
@@ -345,6 +347,8 @@ def export(run_dir: Path, module: PretrainModule, cfg: PretrainConfig, datamodul
     }
     for name, encoder in module.method.encoders().items():
         save_named_encoder(run_dir, name, encoder, {**meta, **module.method.export_meta(name)})
+    if projections := module.method.projections():
+        save_projections(run_dir, projections, {"method": cfg.method.name, "steps": meta["steps"]})
 
 
 def check_image_size(cfg: PretrainConfig, cache: Cache) -> None:

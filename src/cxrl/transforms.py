@@ -103,6 +103,14 @@ def swav_views(size: int = 224, n_global: int = 2, n_local: int = 4, local_size:
     return [ViewConfig(**vars(glob)) for _ in range(n_global)] + [ViewConfig(**vars(local)) for _ in range(n_local)]
 
 
+def convirt_views(size: int = 224) -> list[ViewConfig]:
+    """ConVIRT's one image view (Zhang et al. 2022, section 4.1): crop of 60-100 % of the image, rotation up to
+    20 degrees, translation up to 10 %, brightness and contrast 0.4, Gaussian blur. No horizontal flip: the report
+    names the side."""
+    return [ViewConfig(size=size, crop_scale=(0.6, 1.0), rotation_deg=20.0, translate=0.1, brightness=0.4,
+                       contrast=0.4, blur_p=0.5, blur_sigma=_scaled_sigma(size))]
+
+
 def eval_view(size: int = 224) -> ViewConfig:
     """The deterministic evaluation view: the whole image resized to ``size``."""
     return ViewConfig(

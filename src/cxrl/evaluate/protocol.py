@@ -68,6 +68,7 @@ class EvalConfig:
     backbone: str = "resnet18"  # architecture of a random encoder; metrics.json records the one evaluated
     subgroups: list[str] | None = None  # sex, age, view, dataset; default: those with 2+ values in the test rows
     age_bins: list[float] = field(default_factory=lambda: list(AGE_BINS))  # left edges in years; last is open
+    prompts: str | None = None  # zero-shot: a YAML of {finding: {positive: [...], negative: [...]}} (default: built-in)
 
     def __post_init__(self) -> None:
         self.precision = canonical_precision(self.precision)
@@ -81,7 +82,9 @@ class EvalConfig:
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"evaluation {key} {getattr(self, key)!r}: expected one of {', '.join(allowed)}")
-        if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
+        if protocol_class(self.protocol).label_free:
+            self.fractions, self.seeds = [0.0], 1  # no training labels: one run
+        elif not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
             raise ConfigError(f"label fractions must be in (0, 1], found {self.fractions}")
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, found {self.seeds}")
@@ -115,10 +118,12 @@ def run_evaluation(
     fractions: tuple[float, ...] | list[float] = DEFAULT_FRACTIONS,
     seeds: int = 3,
     target: str | Path | None = None,
+    encoder_weights: str | Path | None = None,
     **settings: Any,
 ) -> dict:
-    """Evaluate ``encoder`` (a run dir, ``"random"`` or a module) on cache ``data``; write ``out/metrics.json``,
-    ``out/report.html``, ``out/report.md`` and plots; return the metrics dict (schema: ``docs/metrics.md``).
+    """Evaluate ``encoder`` (a run dir, ``"random"``, ``open_clip:NAME`` with optional local ``encoder_weights``, or
+    a module) on cache ``data``; write ``out/metrics.json``, ``out/report.html``, ``out/report.md`` and plots; return
+    the metrics dict (schema: ``docs/metrics.md``).
 
     ``settings`` are :class:`EvalConfig` fields (``finetune`` may be a dict or ``epochs=`` for short).
     """
@@ -126,7 +131,8 @@ def run_evaluation(
     started = time.perf_counter()
     source = open_cache(data)
     target_cache = open_cache(target) if target is not None else None
-    model, encoder_info = resolve_encoder(encoder, cfg)
+    model, encoder_info = resolve_encoder(encoder, cfg, encoder_weights)
+    image_text = _image_text(encoder, encoder_weights, cfg)
     cfg = dataclasses.replace(cfg, backbone=str(encoder_info["backbone"]))  # a saved encoder names its own
     size = int(cfg.image_size or encoder_info.get("image_size") or source.image_size)
     dev = resolve_device(cfg.device)
@@ -141,7 +147,7 @@ def run_evaluation(
         len(ev.pathologies),
         size,
     )
-    runs, best = _run_all(EvalSetup(model, encoder_info, source, ev, cfg, size, dev, out))
+    runs, best = _run_all(EvalSetup(model, encoder_info, source, ev, cfg, size, dev, out, image_text))
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "cxrl_version": __version__,
@@ -184,8 +190,26 @@ def _make_config(**settings: Any) -> EvalConfig:
     return build(EvalConfig, {**{k: v for k, v in settings.items() if v is not None}, "finetune": ft})
 
 
-def resolve_encoder(encoder: str | Path | nn.Module, cfg: EvalConfig) -> tuple[nn.Module, dict]:
+def _image_text(encoder: str | Path | nn.Module, weights: str | Path | None, cfg: EvalConfig) -> Any:
+    """The encoder's image-text model when the protocol needs text (:func:`cxrl.models.image_text.load_image_text`)."""
+    if not protocol_class(cfg.protocol).needs_text:
+        return None
+    if isinstance(encoder, nn.Module) or str(encoder) == "random":
+        raise ConfigError(f"--protocol {cfg.protocol} needs an image-text encoder (a `cxrl pretrain convirt` run or "
+                          f"open_clip:NAME), not {'a module' if isinstance(encoder, nn.Module) else 'random'}")
+    from cxrl.models.image_text import load_image_text
+
+    return load_image_text(encoder, weights)
+
+
+def resolve_encoder(
+    encoder: str | Path | nn.Module, cfg: EvalConfig, weights: str | Path | None = None
+) -> tuple[nn.Module, dict]:
     """The module to evaluate and its description (name, method, backbone, source, fingerprint)."""
+    from cxrl.models.open_clip_door import PREFIX
+
+    if weights is not None and not str(encoder).startswith(PREFIX):
+        raise ConfigError("--encoder-weights applies to open_clip:NAME encoders only; a run folder holds its own")
     if isinstance(encoder, nn.Module):
         model, info = encoder, {"name": type(encoder).__name__, "method": "custom", "source": "module"}
         info["backbone"] = getattr(encoder, "name", type(encoder).__name__)
@@ -195,6 +219,12 @@ def resolve_encoder(encoder: str | Path | nn.Module, cfg: EvalConfig) -> tuple[n
         torch.manual_seed(cfg.seed)
         model = create_encoder(cfg.backbone, in_chans=1)
         info = {"name": f"random-{cfg.backbone}", "method": "random", "backbone": cfg.backbone, "source": "random"}
+    elif str(encoder).startswith(PREFIX):
+        from cxrl.models import create_encoder
+
+        model = create_encoder(str(encoder), weights=weights).eval()
+        info = {"name": str(encoder), "method": "open_clip", "backbone": str(encoder),
+                "source": str(weights) if weights else str(encoder)}
     else:
         from cxrl.models import load_encoder
 
@@ -334,7 +364,8 @@ def _run_all(setup: EvalSetup) -> tuple[list[dict], dict]:
     runs, best = [], {}
     for fraction in cfg.fractions:
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            train = label_fraction(ev.records, fraction, seed=seed, pathologies=ev.pathologies)
+            train = np.arange(0) if protocol.label_free else label_fraction(
+                ev.records, fraction, seed=seed, pathologies=ev.pathologies)
             predictions = protocol.predict(protocol.fit(train, seed))
             result = protocol.metrics(predictions, seed, fraction)
             runs.append(

@@ -80,10 +80,12 @@ def make_plots(metrics: dict, best: dict, out: Path) -> dict[str, str]:
     if "per_class" not in run:  # the multi-label plots need per-class results and AUROCs
         return {}
     title = f"{metrics['encoder']['name']}, {run['fraction'] * 100:g}% labels, seed {run['seed']}"
-    files = {
+    files = {} if run["fraction"] == 0 else {  # a label-free protocol has no label-efficiency curve
         "label_efficiency": plots.label_efficiency(
             metrics["summary"], out / "label_efficiency.png", metrics["encoder"]["name"]
         ),
+    }
+    files |= {
         "roc": plots.roc_curves(best["labels"], best["scores"], names, out / "roc.png", f"ROC: {title}"),
         "per_class_auroc": plots.per_class_auroc(run, names, out / "per_class_auroc.png", title),
         "confusion": plots.confusion_matrices(run, names, out / "confusion.png"),

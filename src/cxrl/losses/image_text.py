@@ -24,6 +24,7 @@ def image_text_info_nce(
     temperature: float | torch.Tensor = 0.1,
     image_weight: float = 0.5,
     gather: bool = False,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``mean_i [lam l_i^{v->t} + (1 - lam) l_i^{t->v}]`` (ConVIRT, Zhang et al. 2022; CLIP at ``lam = 1/2``).
 
@@ -31,7 +32,8 @@ def image_text_info_nce(
     ``temperature = 1 / LogitScale()``, a tensor that receives gradients. With ``gather=True`` each rank's rows are
     scored against the other modality of every rank, gathered with gradients (open_clip's ``local_loss`` with
     ``gather_with_grad``); the targets are offset by the rank, and every rank must hold the same batch size.
-    Computed in float32 whatever the autocast dtype outside.
+    ``valid`` (B,) bool marks the rows that have a report: the others are no query and their text no candidate
+    (their image stays a negative for the other reports). Computed in float32 whatever the autocast dtype outside.
     """
     if not 0.0 <= image_weight <= 1.0:
         raise ValueError(f"image_text_info_nce: image_weight must be in [0, 1], found {image_weight}")
@@ -42,9 +44,17 @@ def image_text_info_nce(
         all_v, all_t = (distributed.gather(v), distributed.gather(t)) if gather else (v, t)
         offset = distributed.rank() * len(v) if gather else 0
         targets = torch.arange(len(v), device=v.device) + offset
-        image_to_text = F.cross_entropy(v @ all_t.T / temperature, targets)
-        text_to_image = F.cross_entropy(t @ all_v.T / temperature, targets)
-        return image_weight * image_to_text + (1 - image_weight) * text_to_image
+        image_to_text = v @ all_t.T / temperature
+        if valid is None:
+            return (image_weight * F.cross_entropy(image_to_text, targets)
+                    + (1 - image_weight) * F.cross_entropy(t @ all_v.T / temperature, targets))
+        weight = valid.float()
+        all_valid = distributed.gather_detached(weight) if gather else weight
+        image_to_text = image_to_text.masked_fill(all_valid[None, :] == 0, float("-inf"))
+        image_to_text = torch.where(weight[:, None] > 0, image_to_text, 0.0)  # no query: no -inf row (NaN)
+        per_row = (image_weight * F.cross_entropy(image_to_text, targets, reduction="none")
+                   + (1 - image_weight) * F.cross_entropy(t @ all_v.T / temperature, targets, reduction="none"))
+        return (per_row * weight).sum() / weight.sum().clamp(min=1)
 
 
 class LogitScale(nn.Module):

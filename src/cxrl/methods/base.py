@@ -89,6 +89,11 @@ class PretrainMethod(nn.Module):
         """The encoders export writes, by name (``image`` at the run root, ``text`` in ``RUN/text/``)."""
         return {"image": self.encoder}
 
+    def projections(self) -> dict[str, nn.Module]:
+        """Heads to a joint image-text space (``image`` and ``text`` :class:`~cxrl.models.image_text.Projection`),
+        exported beside the encoders for zero-shot and retrieval; empty for image-only methods."""
+        return {}
+
     def export_meta(self, name: str) -> dict[str, Any]:
         """Extra sidecar entries of the exported encoder ``name`` (e.g. a text encoder's ``max_length``)."""
         return {}

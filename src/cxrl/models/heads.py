@@ -44,3 +44,11 @@ def swav_prototypes(input_dim: int = 128, n_prototypes: int = 3000) -> nn.Module
 def image_text_projection(input_dim: int, hidden_dim: int = 2048, output_dim: int = 512) -> nn.Module:
     """ConVIRT (Zhang et al. 2022) projections g_v / g_u: Linear-ReLU-Linear to the shared 512-d space, no BN."""
     return heads.SimCLRProjectionHead(input_dim, hidden_dim, output_dim, num_layers=2, batch_norm=False)
+
+
+def linear_projection(input_dim: int, output_dim: int = 512) -> nn.Module:
+    """One linear map to the joint space (CLIP, Radford et al. 2021: ``W_i``, ``W_t`` without bias)."""
+    return nn.Linear(input_dim, output_dim, bias=False)
+
+
+HEADS = {"image_text_projection": image_text_projection, "linear_projection": linear_projection}

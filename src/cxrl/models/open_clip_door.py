@@ -71,6 +71,10 @@ class OpenClipText:
 
     __call__ = encode_text
 
+    def to(self, device: torch.device | str) -> OpenClipText:
+        self.model.to(device)
+        return self
+
 
 @dataclass
 class OpenClipModel:

@@ -5,6 +5,7 @@ roles, label policy, pathologies), builds the protocol once per evaluation from 
 to compute what every run reuses, e.g. cached features), then for every (label fraction, seed) calls
 ``fit(train rows, seed)``, ``predict(fitted)`` and ``metrics(predictions, seed, fraction)``; report.py and compare.py
 render whatever ``metrics`` returns (the summary keys are the run's scalar keys in :attr:`summary_keys`).
+A ``label_free`` protocol (zero-shot, retrieval) runs once, recorded as label fraction 0 with the base seed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from cxrl.evaluate.subgroups import subgroup_metrics
 
 if TYPE_CHECKING:
     from cxrl.data.cache import Cache
+    from cxrl.models.image_text import ImageTextModel
     from cxrl.evaluate.protocol import EvalConfig, EvalData
 
 
@@ -37,6 +39,7 @@ class EvalSetup:
     image_size: int
     device: torch.device
     out: Path
+    image_text: ImageTextModel | None = None  # both sides in the joint space, for protocols that need text
 
 
 @dataclass
@@ -56,6 +59,8 @@ class EvalProtocol:
     patient-bootstrap intervals on the test rows)."""
 
     summary_keys: ClassVar[tuple[str, ...]] = ("macro_auroc", "macro_ap", "macro_f1", "macro_kappa")
+    label_free: ClassVar[bool] = False  # True: no training labels; the driver runs it once, as label fraction 0
+    needs_text: ClassVar[bool] = False  # True: the driver loads the encoder's image-text model (setup.image_text)
 
     def __init__(self, setup: EvalSetup) -> None:
         self.setup = setup

@@ -1,0 +1,114 @@
+"""ConVIRT (Zhang et al., MLHC 2022) and CLIP (Radford et al., ICML 2021): an image and a report of the same study
+are pulled together in a joint space, against the other reports and images of the global batch.
+
+Image encoder + ``g_v`` and text encoder + ``g_u`` (Linear-ReLU-Linear to 512 d), then the weighted two-way InfoNCE
+of :func:`cxrl.losses.image_text_info_nce` (ConVIRT Eq. 2-3: ``tau = 0.1``, ``lambda = 0.75``). With
+``learn_temperature`` it is CLIP's symmetric loss with a learnable logit scale (set ``image_weight: 0.5``).
+Report tokens come from the token cache (:mod:`cxrl.data.tokens`), never tokenized in the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cxrl.data.tokens import load_tokens, report_columns, resolve_tokenizer, tokenize_reports
+from cxrl.errors import ConfigError
+from cxrl.losses.image_text import LogitScale, image_text_info_nce
+from cxrl.methods.base import Batch, BuildContext, Logs, PretrainMethod
+from cxrl.methods.registry import register_method
+from cxrl.models.image_text import Projection
+from cxrl.models.text import create_text_encoder
+from cxrl.transforms import convirt_views
+
+
+@dataclass
+class ConVIRTConfig:
+    """The ``method:`` section of ``cxrl pretrain convirt``."""
+
+    name: str = "convirt"
+    text_encoder: str = "tiny_text"  # tiny_text (from scratch) | minilm | bioclinicalbert | cxr_bert | hf:NAME
+    text_weights: str | None = None  # initial text weights (file or exported run); None: the model's own
+    tokenizer: str | None = None  # None: 'wordpiece' (trained on the cache's train reports) for tiny_text,
+    #                               the model's own otherwise; or a tokenizer folder / name
+    vocab_size: int = 4096  # the 'wordpiece' tokenizer's
+    max_length: int = 128  # report tokens kept (findings + impression)
+    pooling: str | None = None  # cls | mean; None: the text encoder's default
+    proj_hidden_dim: int = 1024
+    proj_dim: int = 512
+    temperature: float = 0.1
+    learn_temperature: bool = False  # CLIP: a learnable logit scale starting at 1 / temperature
+    image_weight: float = 0.75  # lambda: weight of the image-to-text direction (CLIP: 0.5)
+    text_lr: float | None = None  # learning rate of the text encoder; None: the run's lr
+    freeze_text_layers: int = 0  # ConVIRT freezes the embeddings and the first 6 BERT layers
+
+
+@register_method("convirt", config=ConVIRTConfig, aliases=("clip",))
+class ConVIRT(PretrainMethod):
+    """Image-report contrastive pre-training (ConVIRT / CLIP); exports image and text encoders and projections."""
+
+    columns = ("image", "index", "report_tokens", "report_mask")
+
+    def __init__(self, encoder: nn.Module, cfg: ConVIRTConfig, ctx: BuildContext) -> None:
+        super().__init__()
+        if ctx.cache is None:
+            raise ConfigError("convirt needs the training cache (its reports) to build the text side")
+        default_tokenizer = "wordpiece" if cfg.text_encoder == "tiny_text" else None
+        self.tokenizer = resolve_tokenizer(ctx.cache.path, cfg.tokenizer or default_tokenizer, cfg.vocab_size) \
+            if (cfg.tokenizer or default_tokenizer) else None
+        self.cfg, self.encoder = cfg, encoder
+        self.text = create_text_encoder(cfg.text_encoder, weights=cfg.text_weights, tokenizer=self.tokenizer,
+                                        pooling=cfg.pooling)
+        freeze_text_layers(self.text, cfg.freeze_text_layers)
+        dims = dict(hidden_dim=cfg.proj_hidden_dim, output_dim=cfg.proj_dim)
+        self.image_projection = Projection("image_text_projection", input_dim=encoder.num_features, **dims)
+        self.text_projection = Projection("image_text_projection", input_dim=self.text.num_features, **dims)
+        self.logit_scale = LogitScale(cfg.temperature) if cfg.learn_temperature else None
+        self.views = convirt_views(ctx.image_size)
+
+    def column_arrays(self, cache: Any) -> dict[str, np.ndarray]:
+        tokenizer = self.tokenizer or self.cfg.text_encoder
+        return report_columns(load_tokens(tokenize_reports(cache.path, tokenizer, self.cfg.max_length)))
+
+    def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
+        mask = batch["report_mask"]
+        width = max(int(mask.sum(1).max()), 1)  # cut the padding every row shares
+        text = self.text(batch["report_tokens"][:, :width].long(), mask[:, :width].long()).pooled
+        image = self.image_projection(self.encoder(views[0]))
+        temperature = 1 / self.logit_scale() if self.logit_scale is not None else self.cfg.temperature
+        loss = image_text_info_nce(image, self.text_projection(text), temperature, self.cfg.image_weight,
+                                   gather=True, valid=mask.any(1))
+        return loss, {}
+
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        if self.logit_scale is not None:  # after the previous optimizer step, as open_clip does
+            self.logit_scale.clamp_()
+
+    def encoders(self) -> dict[str, nn.Module]:
+        return {"image": self.encoder, "text": self.text}
+
+    def projections(self) -> dict[str, Projection]:
+        return {"image": self.image_projection, "text": self.text_projection}
+
+    def export_meta(self, name: str) -> dict[str, Any]:
+        return {"max_length": self.cfg.max_length} if name == "text" else {}
+
+    def lr_groups(self) -> list[tuple[nn.Module, float | None]]:
+        return [(self.text, self.cfg.text_lr), (self, None)]
+
+
+def freeze_text_layers(text: nn.Module, n_layers: int) -> None:
+    """Freeze the embeddings and the first ``n_layers`` transformer layers (ConVIRT, section 4.1); 0: none."""
+    if n_layers <= 0:
+        return
+    layers = getattr(getattr(text.model, "encoder", None), "layer", None)
+    if layers is None or n_layers > len(layers):
+        raise ConfigError(f"freeze_text_layers={n_layers}: the text encoder {text.name!r} has "
+                          f"{len(layers) if layers is not None else 'no BERT-style'} layers")
+    for module in [text.model.embeddings, *layers[:n_layers]]:
+        module.requires_grad_(False)

@@ -23,8 +23,8 @@ from cxrl.evaluate.subgroups import subgroup_metrics
 
 if TYPE_CHECKING:
     from cxrl.data.cache import Cache
-    from cxrl.models.image_text import ImageTextModel
     from cxrl.evaluate.protocol import EvalConfig, EvalData
+    from cxrl.models.image_text import ImageTextModel
 
 
 @dataclass

@@ -17,7 +17,12 @@ from cxrl.evaluate.protocols.base import EvalProtocol, EvalSetup, Predictions
 from cxrl.evaluate.protocols.image_text import embed_images, encode_texts, gap_metrics, test_reports
 from cxrl.evaluate.protocols.registry import register_protocol
 from cxrl.evaluate.zeroshot import (
-    COMPETITION_FINDINGS, DEFAULT_PROMPTS, PromptPair, class_embeddings, five_way_accuracy, zeroshot_scores,
+    COMPETITION_FINDINGS,
+    DEFAULT_PROMPTS,
+    PromptPair,
+    class_embeddings,
+    five_way_accuracy,
+    zeroshot_scores,
 )
 
 

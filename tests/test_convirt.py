@@ -1,0 +1,121 @@
+"""ConVIRT / CLIP (`cxrl pretrain convirt`): it learns to match images with their reports, exports image and text
+encoders with their projections, and `cxrl evaluate --protocol zeroshot|retrieval|linear` read the run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from cxrl.cli import main
+from cxrl.data.cache import write_cache
+from cxrl.data.phantom import write_dataset
+from cxrl.data.prepare import prepare
+from cxrl.errors import ConfigError, DataError
+from cxrl.evaluate.features import extract_features
+from cxrl.evaluate.metrics import auroc
+from cxrl.evaluate.protocol import run_evaluation
+from cxrl.evaluate.zeroshot import class_embeddings, zeroshot_scores
+from cxrl.models.image_text import load_image_text
+from cxrl.train import pretrain
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+FINDINGS = {"Cardiomegaly": ("Cardiomegaly.", "No cardiomegaly."),
+            "Pleural Effusion": ("Pleural effusion.", "No pleural effusion."),
+            "Edema": ("Pulmonary edema.", "No pulmonary edema.")}
+RUN = ["backbone=tiny_cnn", "image_size=32", "batch_size=16", "num_workers=0", "lr=2e-3", "warmup_epochs=0",
+       "progress_bar=false", "monitor.enabled=false", "method.proj_hidden_dim=64", "method.proj_dim=32",
+       "method.vocab_size=120"]
+
+
+@pytest.fixture(scope="module")
+def report_cache(toy_cache, tmp_path_factory):
+    """The toy cache (a bright disc per finding) with a report that states each finding or its absence."""
+    records = toy_cache.records.copy()
+    records["findings"] = [report({f: r[f] == 1 for f in FINDINGS}) for _, r in records.iterrows()]
+    return write_cache(tmp_path_factory.mktemp("reports"), np.asarray(toy_cache.images), records, {"source": "toy"})
+
+
+def report(present: dict[str, bool]) -> str:
+    return " ".join(FINDINGS[f][0 if present[f] else 1] for f in FINDINGS)
+
+
+def ensemble_prompts() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per finding, the reports stating it (positive) or its absence (negative), over the others' combinations."""
+    combos = [dict(zip(FINDINGS, bits, strict=True)) for bits in np.ndindex(*(2,) * len(FINDINGS))]
+    return {f: tuple(tuple(report(c) for c in combos if c[f] == v) for v in (1, 0)) for f in FINDINGS}
+
+
+def zeroshot_auroc(run, cache) -> float:
+    model = load_image_text(run)
+    scores = zeroshot_scores(extract_features(model.image, cache.images[:], 32, desc=None),
+                             class_embeddings(model.text, list(FINDINGS), ensemble_prompts()))
+    return float(np.mean(auroc(cache.records[list(FINDINGS)].to_numpy(), scores)))
+
+
+@pytest.mark.slow
+def test_convirt_learns_to_tell_findings_from_the_reports_alone(report_cache, tmp_path):
+    untrained = pretrain("convirt", report_cache.path, tmp_path / "untrained", overrides=[*RUN, "max_steps=1"])
+    trained = pretrain("convirt", report_cache.path, tmp_path / "trained", overrides=[*RUN, "max_steps=150"])
+    before, after = zeroshot_auroc(untrained, report_cache), zeroshot_auroc(trained, report_cache)
+    assert after >= 0.8 and after > before + 0.3, (before, after)
+
+
+@pytest.fixture(scope="module")
+def phantom_reports(tmp_path_factory):
+    """A phantom in the MIMIC layout, prepared with its reports."""
+    root = tmp_path_factory.mktemp("phantom")
+    write_dataset(root / "mimic", 300, size=64, layout="mimic", seed=3, workers=1)
+    return prepare("mimic", root / "mimic", root / "cache", size=32, workers=1, reports=True)
+
+
+@pytest.mark.slow
+def test_cli_pretrains_convirt_and_evaluate_reads_every_protocol_from_the_run(phantom_reports, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", "convirt", "--data", str(phantom_reports), "--out", str(run), *RUN, "batch_size=32",
+                 "max_steps=3"]) == 0
+    assert {p.name for p in run.iterdir()} >= {"encoder.safetensors", "text", "projection.safetensors"}
+    assert (run / "text" / "encoder.safetensors").is_file()
+    common = ["--encoder", str(run), "--data", str(phantom_reports), "--bootstrap", "20", "--embedding", "none",
+              "--min-positives", "2"]
+    for protocol in ("zeroshot", "retrieval", "linear"):
+        assert main(["evaluate", *common, "--protocol", protocol, "--out", str(tmp_path / protocol),
+                     "--fractions", "0.5,1", "--seeds", "1"]) == 0
+    zeroshot, retrieval, linear = (json.loads((tmp_path / p / "metrics.json").read_text())
+                                   for p in ("zeroshot", "retrieval", "linear"))
+    assert [r["fraction"] for r in zeroshot["runs"]] == [0.0] and zeroshot["runs"][0]["n_train_images"] == 0
+    assert zeroshot["pathologies"] == linear["pathologies"]  # the same test rows and findings: one table
+    assert 0 <= zeroshot["runs"][0]["macro_auroc"] <= 1 and "five_way_accuracy" in zeroshot["runs"][0]
+    gap = zeroshot["runs"][0]["modality_gap"]
+    assert 0 <= gap["centroid_distance"] <= 2 and 0 <= gap["separability_auroc"] <= 1
+    r = retrieval["runs"][0]
+    assert r["image_to_text_recall@1"] <= r["image_to_text_recall@5"] <= r["image_to_text_recall@10"]
+    assert r["chance_recall@10"] == pytest.approx(10 / r["image_to_text_n_queries"])
+    assert set(r["label_match"]) == {"image_to_text", "text_to_image"} and "modality_gap" in r
+    assert [s["fraction"] for s in linear["summary"].values()] == [0.5, 1.0]
+
+
+def test_text_protocols_refuse_an_encoder_without_a_text_side(report_cache, tmp_path):
+    with pytest.raises(ConfigError, match="needs an image-text encoder"):
+        run_evaluation("random", report_cache.path, tmp_path / "a", protocol="zeroshot", backbone="tiny_cnn")
+    simclr = pretrain("simclr", report_cache.path, tmp_path / "simclr",
+                      overrides=[o for o in RUN if not o.startswith("method.")] + ["max_steps=1"])
+    with pytest.raises(DataError, match="no projection.safetensors"):
+        run_evaluation(simclr, report_cache.path, tmp_path / "b", protocol="retrieval")
+
+
+def test_a_prompts_file_replaces_the_findings_it_names_and_a_bad_one_is_a_config_error(tmp_path):
+    from cxrl.evaluate.protocols.zeroshot import load_prompts
+    from cxrl.evaluate.zeroshot import DEFAULT_PROMPTS
+
+    good = tmp_path / "prompts.yaml"
+    good.write_text(yaml.safe_dump({"Edema": {"positive": ["edema"], "negative": ["no edema"]}}))
+    prompts = load_prompts(good)
+    assert prompts["Edema"] == (("edema",), ("no edema",))
+    assert prompts["Cardiomegaly"] == DEFAULT_PROMPTS["Cardiomegaly"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"Edema": {"positive": []}}))
+    with pytest.raises(ConfigError, match="'Edema' needs non-empty 'positive' and 'negative'"):
+        load_prompts(bad)

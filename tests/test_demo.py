@@ -12,7 +12,8 @@ def test_demo_end_to_end_and_resumes(tmp_path, capsys):
     summary = run_demo(tmp_path, seed=5, preset="tiny")
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["macro_auroc"] == summary["macro_auroc"]
-    assert set(saved["macro_auroc"]) == {"simclr", "random", "supervised"}
+    assert set(saved["macro_auroc"]) == {"simclr", "convirt", "random", "supervised"}
+    assert 0.0 <= saved["zeroshot_macro_auroc"]["convirt"] <= 1.0
     for by_fraction in saved["macro_auroc"].values():
         assert set(by_fraction) == {str(f) for f in FRACTIONS}
         assert all(0.0 <= v <= 1.0 for v in by_fraction.values())
@@ -23,7 +24,7 @@ def test_demo_end_to_end_and_resumes(tmp_path, capsys):
     # A second run finds every stage done and only re-prints the table.
     assert main(["demo", "--out", str(tmp_path), "--seed", "5", "--preset", "tiny"]) == 0
     out = capsys.readouterr().out
-    assert "simclr" in out and "random" in out and "supervised" in out and "10% labels" in out
+    assert all(name in out for name in ("simclr", "convirt", "random", "supervised", "10% labels", "zero-shot"))
     assert (tmp_path / "simclr" / "encoder.safetensors").stat().st_mtime == encoder_mtime
 
 
@@ -43,7 +44,9 @@ def test_table_lists_every_encoder_and_fraction():
         "fractions": [0.01, 1.0],
         "macro_auroc": {"simclr": {"0.01": 0.81, "1.0": 0.9}, "random": {"0.01": 0.6, "1.0": 0.7}},
         "macro_auroc_std": {"simclr": {"0.01": 0.01, "1.0": 0.0}, "random": {"0.01": 0.02, "1.0": 0.0}},
+        "zeroshot_macro_auroc": {"simclr": 0.77},
     }
     lines = format_table(summary).splitlines()
-    assert lines[0].split() == ["encoder", "1%", "labels", "100%", "labels"]
+    assert lines[0].split() == ["encoder", "1%", "labels", "100%", "labels", "zero-shot"]
     assert lines[2].split()[:2] == ["simclr", "0.810"] and lines[3].split()[:2] == ["random", "0.600"]
+    assert lines[2].split()[-1] == "0.770" and lines[3].split()[-1] == "-"  # zero-shot only where there is one

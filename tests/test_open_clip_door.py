@@ -143,3 +143,30 @@ def test_exported_open_clip_image_side_is_linear_probed_by_cxrl_evaluate(referen
     assert main(args) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["encoder"]["backbone"] == f"open_clip:{ARCH}" and metrics["encoder"]["num_features"] == 32
+
+
+@pytest.mark.parametrize("protocol", ["zeroshot", "retrieval", "linear"])
+def test_an_open_clip_model_goes_through_the_same_protocols_as_a_cxrl_run(reference, tmp_path, toy_cache, monkeypatch,
+                                                                          protocol):
+    """`cxrl evaluate --encoder open_clip:ARCH --encoder-weights FILE` (the tiny architecture is given through a
+    patched door, as a user's standard architecture needs no keywords)."""
+    import json
+
+    import cxrl.models.open_clip_door as door
+    from cxrl.cli import main
+    from cxrl.data.cache import write_cache
+
+    real = door.load_open_clip
+    monkeypatch.setattr(door, "load_open_clip", lambda name, weights=None, in_chans=1: real(name, weights, **TINY))
+    records = toy_cache.records.assign(findings=np.where(toy_cache.records["Cardiomegaly"] == 1, "Cardiomegaly.",
+                                                         "No cardiomegaly."))
+    cache = write_cache(tmp_path / "cache", np.asarray(toy_cache.images), records, {"source": "toy"})
+    _, folder = reference
+    assert main(["evaluate", "--encoder", f"open_clip:{ARCH}", "--encoder-weights",
+                 str(folder / "open_clip_pytorch_model.safetensors"), "--data", str(cache.path), "--out",
+                 str(tmp_path / "eval"), "--protocol", protocol, "--fractions", "1", "--seeds", "1", "--bootstrap",
+                 "0", "--embedding", "none", "--min-positives", "2"]) == 0
+    run = json.loads((tmp_path / "eval" / "metrics.json").read_text())["runs"][0]
+    headline = {"zeroshot": "macro_auroc", "retrieval": "image_to_text_recall@10", "linear": "macro_auroc"}[protocol]
+    assert 0 <= run[headline] <= 1
+    assert ("modality_gap" in run) == (protocol != "linear")

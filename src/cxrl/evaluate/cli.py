@@ -30,11 +30,13 @@ def add_cli(subparsers) -> None:
 
     p = subparsers.add_parser(
         "evaluate",
-        help="evaluate an encoder across label fractions (linear, finetune, ...)",
+        help="evaluate an encoder: linear, finetune (label fractions), zeroshot, retrieval (image-text runs)",
         description="Evaluate an encoder on a cache: train on label fractions of the train split, select on valid, "
         "report test metrics with bootstrap CIs. Writes OUT/metrics.json, report.html, report.md and plots.",
     )
-    p.add_argument("--encoder", required=True, help="a pre-training RUN dir, an encoder.safetensors, or 'random'")
+    p.add_argument("--encoder", required=True, help="a pre-training RUN dir, an encoder.safetensors, 'random', or "
+                   "open_clip:ARCH / open_clip:hf-hub:ORG/NAME")
+    p.add_argument("--encoder-weights", help="a local open_clip checkpoint for --encoder open_clip:ARCH")
     p.add_argument("--backbone", default="resnet18", help="architecture of --encoder random (default resnet18)")
     p.add_argument("--data", required=True, help="cache to train (and, without --target, test) on")
     p.add_argument("--target", help="second cache to test on (cross-dataset transfer)")
@@ -60,6 +62,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--subgroups", type=_subgroups, help="per-subgroup metrics and TPR gaps under these of sex,age,"
                    "view,dataset, or none (default: those with two or more values in the test rows)")
     p.add_argument("--age-bins", type=_floats, help="left edges of the age subgroups in years (default 0,20,40,60,80)")
+    p.add_argument("--prompts", help="zeroshot: YAML {finding: {positive: [...], negative: [...]}} replacing the "
+                   "built-in prompts of those findings")
     ft = p.add_argument_group("fine-tuning")
     ft.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
     ft.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 5)")
@@ -84,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         fractions=args.fractions,
         seeds=args.seeds,
         target=args.target,
+        encoder_weights=args.encoder_weights,
         backbone=args.backbone,
         seed=args.seed,
         pathologies=args.pathologies,
@@ -99,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         embedding=args.embedding,
         subgroups=args.subgroups,
         age_bins=args.age_bins,
+        prompts=args.prompts,
         epochs=args.epochs,
         patience=args.patience,
         lr=args.lr,

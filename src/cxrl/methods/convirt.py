@@ -39,6 +39,8 @@ class ConVIRTConfig:
     vocab_size: int = 4096  # the 'wordpiece' tokenizer's
     max_length: int = 128  # report tokens kept (findings + impression)
     pooling: str | None = None  # cls | mean; None: the text encoder's default
+    tiny_width: int = 64  # tiny_text only: hidden size (4x in the feed-forward, one head per 32)
+    tiny_layers: int = 2  # tiny_text only: transformer layers
     proj_hidden_dim: int = 1024
     proj_dim: int = 512
     temperature: float = 0.1
@@ -62,8 +64,10 @@ class ConVIRT(PretrainMethod):
         self.tokenizer = resolve_tokenizer(ctx.cache.path, cfg.tokenizer or default_tokenizer, cfg.vocab_size) \
             if (cfg.tokenizer or default_tokenizer) else None
         self.cfg, self.encoder = cfg, encoder
+        size = dict(hidden_size=cfg.tiny_width, num_hidden_layers=cfg.tiny_layers,
+                    num_attention_heads=max(cfg.tiny_width // 32, 1), intermediate_size=4 * cfg.tiny_width)
         self.text = create_text_encoder(cfg.text_encoder, weights=cfg.text_weights, tokenizer=self.tokenizer,
-                                        pooling=cfg.pooling)
+                                        pooling=cfg.pooling, **(size if cfg.text_encoder == "tiny_text" else {}))
         freeze_text_layers(self.text, cfg.freeze_text_layers)
         dims = dict(hidden_dim=cfg.proj_hidden_dim, output_dim=cfg.proj_dim)
         self.image_projection = Projection("image_text_projection", input_dim=encoder.num_features, **dims)

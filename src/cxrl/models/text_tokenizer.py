@@ -6,6 +6,7 @@ saved tokenizer (``tokenizer.json``), such as one written by :func:`train_tokeni
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -73,23 +74,28 @@ def list_names() -> str:
 
 
 def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 4096):
-    """Train a lower-cased word-piece tokenizer (BERT-style ``[CLS] text [SEP]``) on ``texts``; save it in ``out_dir``.
+    """Build a lower-cased word-piece tokenizer (BERT-style ``[CLS] text [SEP]``) from ``texts``; save it in
+    ``out_dir``. Returns the fast HF tokenizer, which ``create_tokenizer(out_dir)`` reloads.
 
-    Returns the fast HF tokenizer, which ``create_tokenizer(out_dir)`` reloads.
+    The vocabulary is the special tokens, every character seen (alone and as a ``##`` continuation, so no word is
+    ever unknown) and then the most frequent whole words (ties by spelling) up to ``vocab_size``. Unlike HF's
+    ``WordPieceTrainer``, whose merges break ties in a random order, the same texts always give the same ids.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()), show_progress=False
-    )
-    tokenizer.train_from_iterator(texts, trainer)
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for text in texts
+                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word})
+    base = [*SPECIAL_TOKENS.values(), *chars, *(f"##{c}" for c in chars)]
+    words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if len(w) > 1]
+    vocab = {token: i for i, token in enumerate([*base, *words[:max(vocab_size - len(base), 0)]])}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
     cls, sep = SPECIAL_TOKENS["cls_token"], SPECIAL_TOKENS["sep_token"]
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{cls} $A {sep}", special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))]
+        single=f"{cls} $A {sep}", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])]
     )
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
     fast.save_pretrained(str(out_dir))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU path in one script (issue 16): every method 20 steps in bf16 (SimCLR in fp16 too), `cxrl evaluate`
-# linear and fine-tune in bf16, then benchmarks/gpu_pretrain.py. Sized for one GPU in under 6 minutes; with --cpu,
+# The GPU path in one script (issue 16): every method 20 steps in bf16 (SimCLR in fp16 too; ConVIRT on the
+# phantom's MIMIC reports), `cxrl evaluate` linear, fine-tune, zero-shot and retrieval in bf16, then
+# benchmarks/gpu_pretrain.py. Sized for one GPU in under 6 minutes; with --cpu,
 # the same steps at tiny sizes on the CPU.
 #
 #   scripts/gpu_check.sh [--cpu] [--wheels DIR] [--out DIR]
@@ -24,7 +25,7 @@ done
 python=${PYTHON:-python3}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -rf "$out"/{phantom,cache,runs,eval-linear,eval-finetune}  # a re-run starts afresh
+rm -rf "$out"/{phantom,cache,runs,eval-linear,eval-finetune,eval-zeroshot,eval-retrieval}  # a re-run starts afresh
 log=$out/gpu_check.log
 : >"$log"
 if [ -n "$wheels" ]; then
@@ -38,12 +39,14 @@ cxrl() { "$python" -c 'import sys; from cxrl.cli import main; sys.exit(main())' 
 
 if [ $cpu = 1 ]; then
     n=160 render=64 cache_size=32 steps=4 bench=(--cpu)
-    model=(backbone=tiny_cnn image_size=32 batch_size=16 accelerator=cpu method.proj_hidden_dim=64
-           method.proj_dim=32 method.pred_hidden_dim=64 method.num_prototypes=16 method.local_size=16)
+    model=(backbone=tiny_cnn image_size=32 batch_size=16 accelerator=cpu)
+    heads=(method.proj_hidden_dim=64 method.proj_dim=32 method.pred_hidden_dim=64 method.num_prototypes=16
+           method.local_size=16)
     eval_size=(--image-size 32 --device cpu)
 else
     n=1200 render=256 cache_size=256 steps=20 bench=()
     model=(backbone=resnet50 image_size=224 batch_size=128 accelerator=gpu)
+    heads=()
     eval_size=(--image-size 224 --device cuda)
 fi
 common=("${model[@]}" max_steps=$steps optimizer=adamw lr=1e-4 warmup_epochs=0 progress_bar=false
@@ -65,23 +68,29 @@ import torch, lightning, timm
 print("torch", torch.__version__, "lightning", lightning.__version__, "timm", timm.__version__,
       "cuda", torch.cuda.is_available() and torch.cuda.get_device_name())
 EOF
-step "phantom ($n images)" cxrl phantom --out "$out/phantom" --n $n --size $render --seed 0
-step "prepare (cache $cache_size px)" cxrl prepare chexpert --root "$out/phantom" --out "$out/cache" \
-    --size $cache_size --overwrite
+step "phantom ($n images)" cxrl phantom --out "$out/phantom" --n $n --size $render --seed 0 --layout mimic
+step "prepare (cache $cache_size px)" cxrl prepare mimic --root "$out/phantom" --out "$out/cache" \
+    --size $cache_size --overwrite --reader-option reports=true
 for method in simclr moco_v2 moco_v3 byol swav supervised; do
     extra=()
     [ $method = swav ] && extra=(method.local_views=2)
     step "$method bf16-mixed $steps steps" cxrl pretrain $method --data "$out/cache" --out "$out/runs/$method" \
-        "${common[@]}" "${extra[@]}" precision=bf16-mixed
+        "${common[@]}" "${heads[@]}" "${extra[@]}" precision=bf16-mixed
 done
+step "convirt bf16-mixed $steps steps" cxrl pretrain convirt --data "$out/cache" --out "$out/runs/convirt" \
+    "${common[@]}" precision=bf16-mixed
 step "simclr 16-mixed $steps steps" cxrl pretrain simclr --data "$out/cache" --out "$out/runs/simclr-fp16" \
-    "${common[@]}" precision=16-mixed
+    "${common[@]}" "${heads[@]}" precision=16-mixed
 quick=(--data "$out/cache" --fractions 0.5,1 --seeds 1 --min-positives 2 --bootstrap 100 --embedding none
        --precision bf16 "${eval_size[@]}")
 step "evaluate linear bf16" cxrl evaluate --encoder "$out/runs/simclr" --protocol linear --out "$out/eval-linear" \
     "${quick[@]}"
 step "evaluate finetune bf16" cxrl evaluate --encoder "$out/runs/simclr" --protocol finetune --epochs 2 \
     --out "$out/eval-finetune" "${quick[@]}"
+for protocol in zeroshot retrieval; do
+    step "evaluate $protocol bf16" cxrl evaluate --encoder "$out/runs/convirt" --protocol $protocol \
+        --out "$out/eval-$protocol" "${quick[@]}"
+done
 step "benchmark gpu_pretrain" "$python" benchmarks/gpu_pretrain.py "${bench[@]}" --json "$out/gpu_pretrain.json"
 
 echo "--- benchmarks/gpu_pretrain.py"

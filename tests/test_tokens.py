@@ -110,3 +110,14 @@ def test_the_cache_wordpiece_tokenizer_learns_from_train_reports_only(tmp_path):
     vocab = create_tokenizer(folder).get_vocab()
     assert "heart" in vocab and "zygomycosis" not in vocab and "xylophone" not in vocab
     assert resolve_tokenizer(cache.path, "minilm") == "minilm"
+
+
+def test_processes_asking_at_once_wait_for_one_writer(report_cache, tokenizer_dirs):
+    """DDP ranks build the tokens together: four processes, one folder, identical complete tokens."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(4) as pool:
+        folders = list(pool.map(tokenize_reports, [report_cache.path] * 4, [tokenizer_dirs[0]] * 4, [8] * 4))
+    assert len(set(folders)) == 1 and not list(folders[0].glob("*.tmp"))
+    tokens = load_tokens(folders[0])
+    assert tokens.manifest["complete"] and tokens.ids.shape == (len(report_cache), 8)

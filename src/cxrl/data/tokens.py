@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock
 from tqdm import tqdm
 
 from cxrl.data.cache import as_cache
@@ -69,13 +70,19 @@ def report_texts(records: pd.DataFrame) -> pd.Series:
 
 def cache_tokenizer(cache_dir: str | Path, vocab_size: int = 4096) -> Path:
     """A lower-cased word-piece tokenizer trained on the cache's **train** reports (so no valid/test text shapes
-    the vocabulary), saved once in ``CACHE/tokenizers/wordpiece-{vocab_size}/`` and reused; returns that folder."""
-    from cxrl.models.text_tokenizer import train_tokenizer
-
+    the vocabulary), saved once in ``CACHE/tokenizers/wordpiece-{vocab_size}/`` and reused; returns that folder.
+    Processes that ask at once (DDP ranks) wait for the first to write it."""
     cache = as_cache(cache_dir)
     folder = cache.path / TOKENIZERS_DIR / f"{WORDPIECE}-{vocab_size}"
-    if (folder / "tokenizer.json").is_file():
-        return folder
+    with _locked(cache.path):
+        if not (folder / "tokenizer.json").is_file():
+            _train_cache_tokenizer(cache, folder, vocab_size)
+    return folder
+
+
+def _train_cache_tokenizer(cache: Any, folder: Path, vocab_size: int) -> None:
+    from cxrl.models.text_tokenizer import train_tokenizer
+
     train = cache.records["split"].eq("train").to_numpy() if "split" in cache.records else np.ones(len(cache), bool)
     texts = report_texts(cache.records[train]).dropna()
     if texts.empty:
@@ -84,7 +91,11 @@ def cache_tokenizer(cache_dir: str | Path, vocab_size: int = 4096) -> Path:
     train_tokenizer(texts.tolist(), partial, vocab_size=vocab_size)
     shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder left by a killed run
     os.replace(partial, folder)
-    return folder
+
+
+def _locked(cache_path: Path) -> FileLock:
+    """The cache's lock around writing tokenizers and tokens (``CACHE/tokens.lock``)."""
+    return FileLock(cache_path / "tokens.lock")
 
 
 def resolve_tokenizer(cache_dir: str | Path, name: str | Path, vocab_size: int = 4096) -> str | Path:
@@ -95,7 +106,8 @@ def resolve_tokenizer(cache_dir: str | Path, name: str | Path, vocab_size: int =
 def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_length: int) -> Path:
     """Tokenize the cache's reports with ``tokenizer_name`` (see ``create_tokenizer``); return the tokens folder.
 
-    Idempotent: a complete folder for the same tokenizer, length and report texts is reused as it is.
+    Idempotent: a complete folder for the same tokenizer, length and report texts is reused as it is; processes
+    that ask at once (DDP ranks) wait for the first to write it.
     """
     from cxrl.models.text_tokenizer import create_tokenizer
 
@@ -111,17 +123,22 @@ def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_leng
         "texts_sha256": hashlib.sha256(json.dumps(texts.tolist()).encode()).hexdigest(),
     }
     folder = cache.path / TOKENS_DIR / f"{_slug(tokenizer_name)}-{manifest['tokenizer_sha256'][:8]}-L{max_length}"
-    if _matches(folder, manifest):
-        return folder
+    with _locked(cache.path):
+        if not _matches(folder, manifest):
+            _write_folder(folder, tokenizer, texts, manifest, cache.records.index)
+    return folder
+
+
+def _write_folder(folder: Path, tokenizer: Any, texts: pd.Series, manifest: dict[str, Any], index: pd.Index) -> None:
+    """Write the tokens, then the manifest that marks the folder complete."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.json").unlink(missing_ok=True)  # incomplete until the new tokens are all written
-    dtype = _write_tokens(folder, tokenizer, texts, max_length)
-    without = cache.records.index[texts.isna()].tolist()
+    dtype = _write_tokens(folder, tokenizer, texts, manifest["max_length"])
+    without = index[texts.isna()].tolist()
     manifest |= {"pad_id": tokenizer.pad_token_id, "dtype": dtype, "count": len(texts),
                  "text_columns": [*TEXT_COLUMNS, FALLBACK_COLUMN], "without_text": len(without),
                  "rows_without_text": without[:_SHOWN], "complete": True}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return folder
 
 
 def _write_tokens(folder: Path, tokenizer: Any, texts: pd.Series, max_length: int) -> str:

@@ -60,9 +60,8 @@ class ConVIRT(PretrainMethod):
         super().__init__()
         if ctx.cache is None:
             raise ConfigError("convirt needs the training cache (its reports) to build the text side")
-        default_tokenizer = "wordpiece" if cfg.text_encoder == "tiny_text" else None
-        self.tokenizer = resolve_tokenizer(ctx.cache.path, cfg.tokenizer or default_tokenizer, cfg.vocab_size) \
-            if (cfg.tokenizer or default_tokenizer) else None
+        tokenizer = cfg.tokenizer or ("wordpiece" if cfg.text_encoder == "tiny_text" else None)
+        self.tokenizer = tokenizer and resolve_tokenizer(ctx.cache.path, tokenizer, cfg.vocab_size)
         self.cfg, self.encoder = cfg, encoder
         size = dict(hidden_size=cfg.tiny_width, num_hidden_layers=cfg.tiny_layers,
                     num_attention_heads=max(cfg.tiny_width // 32, 1), intermediate_size=4 * cfg.tiny_width)

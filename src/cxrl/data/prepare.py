@@ -544,8 +544,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         help="tokenize the reports once into CACHE/tokens/: wordpiece (trained on this cache's train reports), "
         "minilm, hf:NAME_OR_FOLDER or a tokenizer folder",
     )
-    text.add_argument("--max-length", type=int, default=128, help="tokens kept per report (default 128)")
-    text.add_argument("--vocab-size", type=int, default=4096, help="vocabulary of --tokenizer wordpiece (default 4096)")
+    text.add_argument(
+        "--max-length", type=int, default=128, metavar="N", help="tokens per report, longer ones cut (default 128)"
+    )
+    text.add_argument(
+        "--vocab-size", type=int, default=4096, metavar="N", help="vocabulary of --tokenizer wordpiece (default 4096)"
+    )
     p.set_defaults(func=_run_cli)
 
 

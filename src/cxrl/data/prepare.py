@@ -8,6 +8,9 @@ each finished chunk (per-row geometry or skip reason) to ``prepare.progress.json
 disk. A killed run therefore resumes at the first unlogged chunk, and the final compaction (skipped rows
 removed, in order) makes the result byte-identical to an uninterrupted run. ``manifest.json`` is written
 last: it exists only beside a complete cache.
+
+With a tokenizer, the complete cache then gets its report tokens (:mod:`cxrl.data.tokens`) in ``tokens/``, listed
+in ``manifest["tokens"]``; running again on a complete cache only adds tokens that are missing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,6 +58,7 @@ GEOMETRY = ("orig_height", "orig_width", "scale", "pad_top", "pad_left")
 MIMIC_EQUALIZED = "MIMIC-CXR-JPG is already histogram-equalized; not equalizing it again"
 MIN_SIDE = 16  # pixels: a shorter source side cannot be a radiograph
 MAX_ASPECT = 4.0  # a longer side over this many times the shorter one is a strip, not a radiograph
+TOKENS_DIR, TOKENIZERS_DIR = "tokens", "tokenizers"  # as in cxrl.data.tokens (not imported here: it loads torch)
 
 # A chunk's outcome: per row either [orig_height, orig_width, scale, pad_top, pad_left] or a skip reason.
 RowOutcome = list | str
@@ -72,6 +77,9 @@ def prepare(
     voi_lut: bool = False,
     split_seed: int = 0,
     overwrite: bool = False,
+    tokenizer: str | Path | None = None,
+    max_length: int = 128,
+    vocab_size: int = 4096,
     **reader_options: Any,
 ) -> Path:
     """Read ``dataset`` under ``root`` (``reader_options`` go to its reader) and build the cache ``out``.
@@ -106,6 +114,9 @@ def prepare(
         voi_lut=voi_lut,
         split_seed=split_seed,
         overwrite=overwrite,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        vocab_size=vocab_size,
     )
 
 
@@ -121,12 +132,17 @@ def prepare_records(
     split_seed: int = 0,
     overwrite: bool = False,
     chunk_size: int = CHUNK_SIZE,
+    tokenizer: str | Path | None = None,
+    max_length: int = 128,
+    vocab_size: int = 4096,
 ) -> Path:
     """Build (or resume, or find up to date) the cache ``out`` from canonical ``records``.
 
     Rows without a split get a patient-level one (:func:`~cxrl.data.splits.official_or_patient_split`).
     Unreadable images are skipped and listed in the manifest; if none can be read, :class:`DataError`.
     A complete cache of different inputs in ``out`` is only replaced with ``overwrite=True``.
+    ``tokenizer`` (a name of :func:`~cxrl.data.tokens.resolve_tokenizer`, e.g. ``wordpiece`` with ``vocab_size``)
+    then writes the report tokens of the complete cache, ``max_length`` tokens per report; the records need text.
     """
     if size < 8:
         raise DataError(f"cache size must be at least 8 pixels, found {size}")
@@ -145,22 +161,52 @@ def prepare_records(
         "chunk_size": int(chunk_size),
     }
     out = Path(out).expanduser().resolve()
+    if tokenizer is not None:
+        _require_report_text(records, out)
     out.mkdir(parents=True, exist_ok=True)
     job = _fingerprint(records, options)
     with _exclusive(out):
         existing = _complete_job(out)
         if existing == job:
             logger.info("cache %s is up to date", out)
-            return out
-        if existing is not None and not overwrite:
+        elif existing is not None and not overwrite:
             raise DataError(
                 f"{out} already holds a different complete cache; pass overwrite=True (--overwrite) "
                 "or choose another folder"
             )
-        done = _resume(out, job, len(records), options)
-        _run_chunks(out, records["image_path"].astype(str).tolist(), done, options, _worker_count(workers))
-        _finalize(out, records, done, options, source or {}, job)
+        else:
+            done = _resume(out, job, len(records), options)
+            _run_chunks(out, records["image_path"].astype(str).tolist(), done, options, _worker_count(workers))
+            _finalize(out, records, done, options, source or {}, job)
+        if tokenizer is not None:
+            _add_tokens(out, tokenizer, max_length, vocab_size)
     return out
+
+
+def _require_report_text(records: pd.DataFrame, out: Path) -> None:
+    """Refuse a tokenizer for records without any report text, before a single image is decoded."""
+    from cxrl.data.tokens import report_texts
+
+    try:
+        has_text = bool(report_texts(records).notna().any())
+    except DataError:  # none of the report columns
+        has_text = False
+    if not has_text:
+        raise ConfigError(
+            f"cache {out}: a tokenizer needs report text, but no record has any (findings, impression, report_text); "
+            "for MIMIC-CXR pass --reader-option reports=true (Python: reports=True)"
+        )
+
+
+def _add_tokens(out: Path, tokenizer: str | Path, max_length: int, vocab_size: int) -> None:
+    """Tokenize the complete cache's reports (reused when already done) and list the folder in its manifest."""
+    from cxrl.data.tokens import resolve_tokenizer, tokenize_reports
+
+    folder = tokenize_reports(out, resolve_tokenizer(out, tokenizer, vocab_size), max_length)
+    manifest = json.loads((out / MANIFEST).read_text())
+    if folder.name not in manifest.get("tokens", []):
+        manifest["tokens"] = sorted({*manifest.get("tokens", []), folder.name})
+        write_manifest(out, manifest)
 
 
 def to_cache_image(decoded: DecodedImage, size: int, equalize: str = "none") -> tuple[np.ndarray, list]:
@@ -259,6 +305,8 @@ def _resume(out: Path, job: str, count: int, options: dict[str, Any]) -> dict[in
         return done
     for name in (MANIFEST, PROGRESS, PARTIAL, IMAGES, RECORDS):
         (out / name).unlink(missing_ok=True)
+    for name in (TOKENS_DIR, TOKENIZERS_DIR):  # text derived from the cache being replaced
+        shutil.rmtree(out / name, ignore_errors=True)
     open_memmap(out / PARTIAL, mode="w+", dtype=np.uint8, shape=(count, options["size"], options["size"])).flush()
     _append_line(out / PROGRESS, {"job": job})
     return {}
@@ -458,7 +506,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prepare",
         help="read a dataset and build the preprocessed image cache",
-        description="Read every image once into a letterboxed uint8 memmap cache; resumable.",
+        description="Read every image once into a letterboxed uint8 memmap cache; resumable. With --tokenizer, "
+        "the reports are then tokenized once into CACHE/tokens/ (needs report text: --reader-option reports=true "
+        "for mimic); running again on a complete cache only adds the tokens.",
     )
     p.add_argument("dataset", choices=sorted(DATASETS), help="dataset layout under --root")
     p.add_argument("--root", required=True, type=Path, help="the dataset folder as distributed")
@@ -482,8 +532,23 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         type=_key_value,
-        help="an option of the dataset reader, typed by its signature, e.g. labeler=negbio or reports=true (mimic), "
+        help="an option of the dataset reader, typed by its signature, e.g. reports=true, labeler=negbio or "
+        "labeler=cxrl (mimic; cxrl labels each report with cxrl's rule labeler, needs reports=true), "
         "extension=.png (rsna), version=9B or leakage=keep (covidx); repeatable",
+    )
+    text = p.add_argument_group("report tokens (image-text pre-training)")
+    text.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="NAME",
+        help="tokenize the reports once into CACHE/tokens/: wordpiece (trained on this cache's train reports), "
+        "minilm, hf:NAME_OR_FOLDER or a tokenizer folder",
+    )
+    text.add_argument(
+        "--max-length", type=int, default=128, metavar="N", help="tokens per report, longer ones cut (default 128)"
+    )
+    text.add_argument(
+        "--vocab-size", type=int, default=4096, metavar="N", help="vocabulary of --tokenizer wordpiece (default 4096)"
     )
     p.set_defaults(func=_run_cli)
 
@@ -512,6 +577,9 @@ def _run_cli(args: argparse.Namespace) -> int:
         voi_lut=args.voi_lut,
         split_seed=args.split_seed,
         overwrite=args.overwrite,
+        tokenizer=args.tokenizer,
+        max_length=args.max_length,
+        vocab_size=args.vocab_size,
         **reader_options,
     )
     print(summary(json.loads((out / MANIFEST).read_text()), out))
@@ -519,7 +587,7 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 def summary(manifest: dict[str, Any], out: Path, show: int = 10) -> str:
-    """What prepare did, for the console: images kept, CSV rows the reader skipped and images that failed.
+    """What prepare did, for the console: images kept, CSV rows the reader skipped, images that failed, tokens.
 
     CSV rows are named ``file:line`` with the line an editor shows (1-based, the header is line 1).
     """
@@ -530,4 +598,5 @@ def summary(manifest: dict[str, Any], out: Path, show: int = 10) -> str:
     lines += listed[:show]
     if len(listed) > show:
         lines.append(f"  ... {len(listed) - show} more listed in {out / MANIFEST} (source.reader_skipped, skipped)")
+    lines += [f"  report tokens: {out / TOKENS_DIR / name}" for name in manifest.get("tokens", [])]
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 Images are ``files/p{subject[:2]}/p{subject}/s{study}/{dicom_id}.jpg``; the report of a study is
 ``files/p{subject[:2]}/p{subject}/s{study}.txt``. Study-level labels (CheXpert or NegBio labeler, same value coding
-as CheXpert) fan out to every image of the study; studies without a label row get NaN labels. When
+as CheXpert) fan out to every image of the study; studies without a label row get NaN labels. ``labeler="cxrl"``
+labels each study from its report instead (:mod:`cxrl.data.text.labeler`; no label file is read). When
 ``mimic-cxr-2.1.0-test-set-labeled.csv`` is present its radiologist labels replace the labeler's for those
 studies (column ``label_source`` says which); its finding columns are matched case- and space-insensitively, with
 "Airspace Opacity" read as Lung Opacity and "No Findings" as No Finding, and any column left unmatched or finding
@@ -38,7 +39,8 @@ METADATA = "mimic-cxr-2.0.0-metadata.csv"
 SPLIT = "mimic-cxr-2.0.0-split.csv"
 TEST_LABELS = "mimic-cxr-2.1.0-test-set-labeled.csv"
 PATIENTS = "patients.csv"
-LABELERS = ("chexpert", "negbio")
+CXRL_LABELER = "cxrl"  # labels from the report text by cxrl's rule labeler, not from a label file
+LABELERS = ("chexpert", "negbio", CXRL_LABELER)
 SPLITS = {"train": "train", "validate": "valid", "test": "test"}
 VIEWS = {"PA": "PA", "AP": "AP", "LATERAL": "LATERAL", "LL": "LL"}
 TEST_LABEL_NAMES = {  # the radiologist test set's column names, lower-case and single-spaced, to CheXpert's
@@ -58,21 +60,30 @@ def load(
 ) -> pd.DataFrame:
     """One row per image in the metadata file.
 
-    ``labeler``: "chexpert" or "negbio" label file. ``reports``: read each study's report into ``report_text``,
+    ``labeler``: "chexpert" or "negbio" label file, or "cxrl": label each report (needs ``reports``) with
+    :func:`cxrl.data.text.labeler.label_reports`. ``reports``: read each study's report into ``report_text``,
     ``findings`` and ``impression`` (missing or empty reports are listed in ``frame.attrs["skipped"]``).
     ``uncertainty``: a policy applied to the label columns (None keeps -1). ``views``: canonical views to keep.
     """
     if labeler not in LABELERS:
         raise ConfigError(f"mimic labeler {labeler!r}: expected one of {', '.join(LABELERS)}")
+    if labeler == CXRL_LABELER and not reports:
+        raise ConfigError(
+            f"mimic labeler={CXRL_LABELER} labels each study from its report: also pass reports=true "
+            "(--reader-option reports=true)"
+        )
     skipped = Skipped()
     frame = read_metadata(root, skipped)
     frame = frame.merge(read_split(root), on="dicom_id", how="left")
-    frame = frame.merge(read_labels(root, labeler, skipped), on=["subject_id", "study_id"], how="left")
-    frame = add_test_labels(frame, root, skipped)
+    if labeler != CXRL_LABELER:
+        frame = frame.merge(read_labels(root, labeler, skipped), on=["subject_id", "study_id"], how="left")
     frame = add_demographics(frame, root)
     frame = filter_views(frame, views)
     if reports:
         frame = add_reports(frame, skipped)
+    if labeler == CXRL_LABELER:
+        frame = add_report_labels(frame)
+    frame = add_test_labels(frame, root, skipped)
     frame = apply_uncertainty(frame, uncertainty, CHEXPERT_PATHOLOGIES)
     return skipped.attach(frame.reset_index(drop=True), "mimic")
 
@@ -127,6 +138,20 @@ def read_labels(root: Path, labeler: str, skipped: Skipped) -> pd.DataFrame:
     skipped.add_rows(path, csv_lines(table.index[duplicate]), "second label row of the same study")
     table = table[~duplicate][["subject_id", "study_id", *CHEXPERT_PATHOLOGIES]]
     return table.assign(label_source=labeler)
+
+
+def add_report_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """The 14 CheXpert labels of each study's FINDINGS + IMPRESSION (else whole report) by cxrl's rule labeler,
+    each study labelled once; ``label_source`` "cxrl-labeler" (NaN labels and no source without report text)."""
+    from cxrl.data.text.labeler import label_reports
+    from cxrl.data.tokens import report_texts
+
+    studies = frame.drop_duplicates("report_path")
+    texts = report_texts(studies).dropna()
+    labels = pd.DataFrame(label_reports(texts), columns=list(CHEXPERT_PATHOLOGIES))
+    labels["label_source"] = "cxrl-labeler"
+    labels["report_path"] = studies.loc[texts.index, "report_path"].to_numpy()
+    return frame.merge(labels, on="report_path", how="left")
 
 
 def add_test_labels(frame: pd.DataFrame, root: Path, skipped: Skipped) -> pd.DataFrame:

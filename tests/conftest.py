@@ -76,3 +76,16 @@ def toy_cache(tmp_path_factory):
     for k, p in enumerate(("Cardiomegaly", "Pleural Effusion", "Edema")):
         rec[p] = labels[:, k].astype("float32")
     return write_cache(tmp_path_factory.mktemp("toy_cache"), images, rec, {"source": "toy"})
+
+
+@pytest.fixture(scope="session")
+def toy_report_cache(toy_cache, tmp_path_factory):
+    """The toy cache with a ``findings`` report per image stating each disc finding or its absence."""
+    from engine_support import TOY_FINDINGS, toy_report
+
+    from cxrl.data.cache import write_cache
+
+    records = toy_cache.records.copy()
+    records["findings"] = [toy_report({f: r[f] == 1 for f in TOY_FINDINGS}) for _, r in records.iterrows()]
+    return write_cache(tmp_path_factory.mktemp("toy_reports"), np.asarray(toy_cache.images), records,
+                       {"source": "toy"})

@@ -28,3 +28,14 @@ TINY = [
 
 def encoder_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(run_dir) / "encoder.safetensors"))
+
+
+# The toy cache's three disc findings and how a toy report states each (tests of image-report methods).
+TOY_FINDINGS = {"Cardiomegaly": ("Cardiomegaly.", "No cardiomegaly."),
+                "Pleural Effusion": ("Pleural effusion.", "No pleural effusion."),
+                "Edema": ("Pulmonary edema.", "No pulmonary edema.")}
+
+
+def toy_report(present: dict) -> str:
+    """The report of a toy image: each finding stated present or absent."""
+    return " ".join(TOY_FINDINGS[f][0 if present[f] else 1] for f in TOY_FINDINGS)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from engine_support import TOY_FINDINGS, toy_report
 
 from cxrl.cli import main
 from cxrl.data.cache import write_cache
@@ -22,49 +23,34 @@ from cxrl.models.image_text import load_image_text
 from cxrl.train import pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-FINDINGS = {"Cardiomegaly": ("Cardiomegaly.", "No cardiomegaly."),
-            "Pleural Effusion": ("Pleural effusion.", "No pleural effusion."),
-            "Edema": ("Pulmonary edema.", "No pulmonary edema.")}
 RUN = ["backbone=tiny_cnn", "image_size=32", "batch_size=16", "num_workers=0", "lr=2e-3", "warmup_epochs=0",
        "progress_bar=false", "monitor.enabled=false", "method.proj_hidden_dim=64", "method.proj_dim=32",
        "method.vocab_size=120"]
 
 
-@pytest.fixture(scope="module")
-def report_cache(toy_cache, tmp_path_factory):
-    """The toy cache (a bright disc per finding) with a report that states each finding or its absence."""
-    records = toy_cache.records.copy()
-    records["findings"] = [report({f: r[f] == 1 for f in FINDINGS}) for _, r in records.iterrows()]
-    return write_cache(tmp_path_factory.mktemp("reports"), np.asarray(toy_cache.images), records, {"source": "toy"})
-
-
-def report(present: dict[str, bool]) -> str:
-    return " ".join(FINDINGS[f][0 if present[f] else 1] for f in FINDINGS)
-
-
 def ensemble_prompts() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """Per finding, the reports stating it (positive) or its absence (negative), over the others' combinations."""
-    combos = [dict(zip(FINDINGS, bits, strict=True)) for bits in np.ndindex(*(2,) * len(FINDINGS))]
-    return {f: tuple(tuple(report(c) for c in combos if c[f] == v) for v in (1, 0)) for f in FINDINGS}
+    combos = [dict(zip(TOY_FINDINGS, bits, strict=True)) for bits in np.ndindex(*(2,) * len(TOY_FINDINGS))]
+    return {f: tuple(tuple(toy_report(c) for c in combos if c[f] == v) for v in (1, 0)) for f in TOY_FINDINGS}
 
 
 def zeroshot_auroc(run, cache) -> float:
     model = load_image_text(run)
     scores = zeroshot_scores(extract_features(model.image, cache.images[:], 32, desc=None),
-                             class_embeddings(model.text, list(FINDINGS), ensemble_prompts()))
-    return float(np.mean(auroc(cache.records[list(FINDINGS)].to_numpy(), scores)))
+                             class_embeddings(model.text, list(TOY_FINDINGS), ensemble_prompts()))
+    return float(np.mean(auroc(cache.records[list(TOY_FINDINGS)].to_numpy(), scores)))
 
 
 @pytest.mark.slow
-def test_convirt_learns_to_tell_findings_from_the_reports_alone(report_cache, tmp_path):
+def test_convirt_learns_to_tell_findings_from_the_reports_alone(toy_report_cache, tmp_path):
     """Trained on the true image-report pairs, zero-shot reads the discs; trained as long on the same reports
     shuffled across images (the control: nothing to learn from the pairing), it does not."""
-    records = report_cache.records.copy()
+    records = toy_report_cache.records.copy()
     records["findings"] = np.random.default_rng(0).permutation(records["findings"].to_numpy())
-    shuffled = write_cache(tmp_path / "shuffled", np.asarray(report_cache.images), records, {"source": "toy"})
-    paired = pretrain("convirt", report_cache.path, tmp_path / "paired", overrides=[*RUN, "max_steps=300"])
+    shuffled = write_cache(tmp_path / "shuffled", np.asarray(toy_report_cache.images), records, {"source": "toy"})
+    paired = pretrain("convirt", toy_report_cache.path, tmp_path / "paired", overrides=[*RUN, "max_steps=300"])
     control = pretrain("convirt", shuffled.path, tmp_path / "control", overrides=[*RUN, "max_steps=300"])
-    learned, chance = zeroshot_auroc(paired, report_cache), zeroshot_auroc(control, report_cache)
+    learned, chance = zeroshot_auroc(paired, toy_report_cache), zeroshot_auroc(control, toy_report_cache)
     assert learned >= 0.8 and chance <= learned - 0.2, (learned, chance)
     print(f"zero-shot AUROC paired {learned:.3f}, shuffled {chance:.3f}")
 
@@ -103,13 +89,13 @@ def test_cli_pretrains_convirt_and_evaluate_reads_every_protocol_from_the_run(ph
     assert [s["fraction"] for s in linear["summary"].values()] == [0.5, 1.0]
 
 
-def test_text_protocols_refuse_an_encoder_without_a_text_side(report_cache, tmp_path):
+def test_text_protocols_refuse_an_encoder_without_a_text_side(toy_report_cache, tmp_path):
     with pytest.raises(ConfigError, match="needs an image-text encoder"):
-        run_evaluation("random", report_cache.path, tmp_path / "a", protocol="zeroshot", backbone="tiny_cnn")
-    simclr = pretrain("simclr", report_cache.path, tmp_path / "simclr",
+        run_evaluation("random", toy_report_cache.path, tmp_path / "a", protocol="zeroshot", backbone="tiny_cnn")
+    simclr = pretrain("simclr", toy_report_cache.path, tmp_path / "simclr",
                       overrides=[o for o in RUN if not o.startswith("method.")] + ["max_steps=1"])
     with pytest.raises(DataError, match="no projection.safetensors"):
-        run_evaluation(simclr, report_cache.path, tmp_path / "b", protocol="retrieval")
+        run_evaluation(simclr, toy_report_cache.path, tmp_path / "b", protocol="retrieval")
 
 
 def test_a_prompts_file_replaces_the_findings_it_names_and_a_bad_one_is_a_config_error(tmp_path):

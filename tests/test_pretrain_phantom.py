@@ -13,8 +13,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 @pytest.fixture(scope="module")
 def phantom_cache(tmp_path_factory):
-    root = write_dataset(tmp_path_factory.mktemp("phantom"), n=64, size=64, seed=6, workers=1)
-    return prepare("chexpert", root, tmp_path_factory.mktemp("cache"), size=32, workers=1)
+    """MIMIC layout with its reports, so that image-report methods (ConVIRT) run too."""
+    root = write_dataset(tmp_path_factory.mktemp("phantom"), n=64, size=64, layout="mimic", seed=6, workers=1)
+    return prepare("mimic", root, tmp_path_factory.mktemp("cache"), size=32, workers=1, reports=True)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

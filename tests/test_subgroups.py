@@ -48,6 +48,15 @@ def test_tpr_gap_is_found_where_positives_are_missed_and_not_elsewhere():
     assert women_a["auroc"] < out["groups"]["sex"]["M"]["per_class"]["A"]["auroc"] - 0.2
 
 
+def test_no_bootstrap_gives_gaps_without_intervals():
+    """--bootstrap 0: the gaps are measured, their intervals are null (it used to crash on an empty quantile)."""
+    y, scores, records = _missed_in_women()
+    out = subgroup_metrics(y, scores, np.array([1.5, 1.5]), records, ["A", "B"], ["sex"],
+                           groups=records["patient_id"], n_boot=0, seed=0)
+    women_a = out["groups"]["sex"]["F"]["per_class"]["A"]
+    assert women_a["tpr_gap"] < -0.3 and women_a["tpr_gap_ci"] == [None, None]
+
+
 def test_subgroup_with_too_few_positives_is_nan_with_its_count_never_zero():
     y, scores, records = _missed_in_women(200)
     records.loc[:3, "age"] = 10.0  # four images in the 0-20 bin

@@ -184,11 +184,11 @@ def bootstrap_weights(
 
 
 def percentiles(samples: np.ndarray, alpha: float) -> np.ndarray:
-    """``[low, high]`` per column, NaN for a column defined in fewer than half of the replicates."""
+    """``[low, high]`` per column, NaN for a column defined in fewer than half of the replicates (or none)."""
     out = np.full((samples.shape[1], 2), np.nan)
     for k in range(samples.shape[1]):
         col = samples[:, k][~np.isnan(samples[:, k])]
-        if len(col) >= len(samples) / 2:
+        if len(col) and len(col) >= len(samples) / 2:
             out[k] = np.quantile(col, [alpha, 1 - alpha])
     return out
 

@@ -4,18 +4,20 @@
 # benchmarks/gpu_pretrain.py. Sized for one GPU in under 6 minutes; with --cpu,
 # the same steps at tiny sizes on the CPU.
 #
-#   scripts/gpu_check.sh [--cpu] [--wheels DIR] [--out DIR]
+#   scripts/gpu_check.sh [--cpu] [--no-bench] [--wheels DIR] [--out DIR]
 #
+# --no-bench    leave out benchmarks/gpu_pretrain.py (run it alone later, when nothing else shares the GPU)
 # --wheels DIR  install DIR/*.whl first (no index, no dependencies) into $TMPDIR/cxrl-gpu-site: what a machine with only
 #               torch, Lightning, timm and transformers lacks (make them with scripts/gpu_wheels.sh).
 # --out DIR     logs, runs and gpu_pretrain.json (default runs/gpu_check); the last lines are a table of steps.
 # Runs from a checkout without installing cxrl (src/ goes on PYTHONPATH). Exit status: the number of failed steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-cpu=0 wheels="" out=runs/gpu_check
+cpu=0 bench_run=1 wheels="" out=runs/gpu_check
 while [ $# -gt 0 ]; do
     case $1 in
         --cpu) cpu=1 ;;
+        --no-bench) bench_run=0 ;;
         --wheels) wheels=${2:?--wheels needs a folder}; shift ;;
         --out) out=${2:?--out needs a folder}; shift ;;
         *) echo "gpu_check: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
@@ -91,7 +93,7 @@ for protocol in zeroshot retrieval; do
     step "evaluate $protocol bf16" cxrl evaluate --encoder "$out/runs/convirt" --protocol $protocol \
         --out "$out/eval-$protocol" "${quick[@]}"
 done
-step "benchmark gpu_pretrain" "$python" benchmarks/gpu_pretrain.py "${bench[@]}" --json "$out/gpu_pretrain.json"
+[ $bench_run = 1 ] && step "benchmark gpu_pretrain" "$python" benchmarks/gpu_pretrain.py "${bench[@]}" --json "$out/gpu_pretrain.json"
 
 echo "--- benchmarks/gpu_pretrain.py"
 sed -n '/MFU against/,$p' "$log" | grep -v '^===' | grep -E 'MFU|>=' || true

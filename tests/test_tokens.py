@@ -121,3 +121,29 @@ def test_processes_asking_at_once_wait_for_one_writer(report_cache, tokenizer_di
     assert len(set(folders)) == 1 and not list(folders[0].glob("*.tmp"))
     tokens = load_tokens(folders[0])
     assert tokens.manifest["complete"] and tokens.ids.shape == (len(report_cache), 8)
+
+
+def test_each_token_carries_its_sentence_number(report_cache, tokenizer_dirs):
+    tokens = load_tokens(tokenize_reports(report_cache.path, tokenizer_dirs[1], max_length=32))
+    tokenizer = create_tokenizer(tokenizer_dirs[1])
+    for row, text in enumerate(report_texts(report_cache.records)):
+        numbers = tokens.sentences[row, : tokens.lengths[row]].tolist()
+        assert (tokens.sentences[row, tokens.lengths[row]:] == 0).all()
+        if not text:
+            continue
+        words = tokenizer.convert_ids_to_tokens(tokens.ids[row, : tokens.lengths[row]].tolist())
+        assert numbers[0] == numbers[-1] == 0 and words[0] == "[CLS]" and words[-1] == "[SEP]"
+        # a sentence's tokens decode to that sentence (row 0: "Heart size is normal." then "No acute process.")
+        for k, sentence in enumerate(text.split(". "), start=1):
+            ids = [i for i, n in zip(tokens.ids[row, : tokens.lengths[row]].tolist(), numbers, strict=True) if n == k]
+            assert tokenizer.decode(ids).rstrip(" .") == sentence.lower().rstrip(".")
+        assert max(numbers) == text.count(". ") + 1
+
+
+def test_a_token_cache_of_the_older_format_is_rewritten(report_cache, tokenizer_dirs):
+    folder = tokenize_reports(report_cache.path, tokenizer_dirs[0], max_length=8)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "format"}))
+    (folder / "sentences.npy").unlink()
+    assert tokenize_reports(report_cache.path, tokenizer_dirs[0], max_length=8) == folder
+    assert load_tokens(folder).sentences.shape == (5, 8)

@@ -6,6 +6,7 @@ saved under one name never share tokens)::
     CACHE/tokens/{name}-{sha8}-L{max_length}/
         tokens.npy     (N, max_length) uint16 (int32 for vocabularies over 65,535), padded, row i <-> images[i]
         lengths.npy    (N,) int32 real tokens per row (0: the record has no report text)
+        sentences.npy  (N, max_length) uint8 sentence number of each token, 1 to 255 (0: special tokens, padding)
         manifest.json  tokenizer name and SHA-256, max_length, pad_id, text columns, rows without text
 """
 
@@ -27,11 +28,13 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from cxrl.data.cache import as_cache
+from cxrl.data.text.sentences import sentence_spans
 from cxrl.errors import DataError
 
 TOKENS_DIR = "tokens"
 TOKENIZERS_DIR = "tokenizers"
 WORDPIECE = "wordpiece"  # tokenizer name meaning "a word-piece trained on this cache's train reports"
+TOKENS_FORMAT = 2  # 2: sentences.npy added
 TEXT_COLUMNS = ("findings", "impression")
 FALLBACK_COLUMN = "report_text"
 _BATCH = 1024
@@ -45,6 +48,7 @@ class ReportTokens:
     path: Path
     ids: np.ndarray
     lengths: np.ndarray
+    sentences: np.ndarray
     manifest: dict[str, Any]
 
     def batch(self, indices: np.ndarray | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,6 +125,7 @@ def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_leng
         "tokenizer_sha256": hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest(),
         "max_length": max_length,
         "texts_sha256": hashlib.sha256(json.dumps(texts.tolist()).encode()).hexdigest(),
+        "format": TOKENS_FORMAT,
     }
     folder = cache.path / TOKENS_DIR / f"{_slug(tokenizer_name)}-{manifest['tokenizer_sha256'][:8]}-L{max_length}"
     with _locked(cache.path):
@@ -142,23 +147,44 @@ def _write_folder(folder: Path, tokenizer: Any, texts: pd.Series, manifest: dict
 
 
 def _write_tokens(folder: Path, tokenizer: Any, texts: pd.Series, max_length: int) -> str:
-    """Write ``tokens.npy`` (padded ids) and ``lengths.npy`` in batches; return the id dtype's name."""
+    """Write ``tokens.npy`` (padded ids), ``lengths.npy`` and ``sentences.npy`` in batches; return the id dtype."""
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
     ids = np.lib.format.open_memmap(folder / "tokens.npy.tmp", mode="w+", dtype=dtype, shape=(len(texts), max_length))
     ids[:] = tokenizer.pad_token_id
+    sentences = np.zeros((len(texts), max_length), dtype=np.uint8)
     lengths = np.zeros(len(texts), dtype=np.int32)
     rows = np.flatnonzero(texts.notna().to_numpy())
     for start in tqdm(range(0, len(rows), _BATCH), desc="tokenize reports", unit="batch", disable=len(rows) <= _BATCH):
         chunk = rows[start : start + _BATCH]
-        encoded = tokenizer(texts.iloc[chunk].tolist(), truncation=True, max_length=max_length)["input_ids"]
-        for row, seq in zip(chunk, encoded, strict=True):
+        chunk_texts = texts.iloc[chunk].tolist()
+        encoded = tokenizer(chunk_texts, truncation=True, max_length=max_length,
+                            return_offsets_mapping=bool(tokenizer.is_fast))
+        offsets = encoded.get("offset_mapping", [None] * len(chunk))
+        for row, text, seq, spans in zip(chunk, chunk_texts, encoded["input_ids"], offsets, strict=True):
             ids[row, : len(seq)] = seq
             lengths[row] = len(seq)
+            sentences[row, : len(seq)] = token_sentences(text, spans, len(seq))
     ids.flush()
     del ids
     os.replace(folder / "tokens.npy.tmp", folder / "tokens.npy")
     np.save(folder / "lengths.npy", lengths)
+    np.save(folder / "sentences.npy", sentences)
     return np.dtype(dtype).name
+
+
+def token_sentences(text: str, offsets: list[tuple[int, int]] | None, n_tokens: int) -> np.ndarray:
+    """The sentence number (1-based, :func:`cxrl.data.text.sentences.sentence_spans`) of each of a report's tokens
+    from their character ``offsets``; 0 for special tokens (empty spans). Without offsets (a slow tokenizer) the
+    whole report is sentence 1, bar its first and last (special) tokens."""
+    if offsets is None:
+        numbers = np.ones(n_tokens, dtype=np.uint8)
+        numbers[[0, -1]] = 0
+        return numbers
+    starts = np.array([pieces[0][0] for pieces in sentence_spans(text)] or [0])
+    first = np.array([a for a, _ in offsets])
+    special = np.array([a == b for a, b in offsets])
+    numbers = np.clip(np.searchsorted(starts, first, side="right"), 1, 255)
+    return np.where(special, 0, numbers).astype(np.uint8)
 
 
 def load_tokens(folder: str | Path) -> ReportTokens:
@@ -168,14 +194,15 @@ def load_tokens(folder: str | Path) -> ReportTokens:
     if manifest is None or not manifest.get("complete"):
         raise DataError(f"{folder}: not a complete token cache (run tokenize_reports)")
     ids = np.load(folder / "tokens.npy", mmap_mode="r")
-    return ReportTokens(folder, ids, np.load(folder / "lengths.npy"), manifest)
+    return ReportTokens(folder, ids, np.load(folder / "lengths.npy"), np.load(folder / "sentences.npy"), manifest)
 
 
 def report_columns(tokens: ReportTokens) -> dict[str, np.ndarray]:
     """The batch columns of cached tokens, row-aligned with the cache: ``report_tokens`` (N, L) token ids (memory-
-    mapped) and ``report_mask`` (N, L) bool, True on real tokens (a method's ``column_arrays``)."""
+    mapped), ``report_mask`` (N, L) bool, True on real tokens, and ``report_sentences`` (N, L) each token's
+    sentence number (0: special tokens and padding) (a method's ``column_arrays``)."""
     mask = np.arange(tokens.ids.shape[1])[None, :] < tokens.lengths[:, None]
-    return {"report_tokens": tokens.ids, "report_mask": mask}
+    return {"report_tokens": tokens.ids, "report_mask": mask, "report_sentences": tokens.sentences}
 
 
 def _matches(folder: Path, wanted: dict[str, Any]) -> bool:

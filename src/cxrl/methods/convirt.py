@@ -24,7 +24,7 @@ from cxrl.methods.base import Batch, BuildContext, Logs, PretrainMethod
 from cxrl.methods.registry import register_method
 from cxrl.models.image_text import Projection
 from cxrl.models.text import create_text_encoder
-from cxrl.transforms import convirt_views
+from cxrl.transforms import convirt_views, sentence_view
 
 
 @dataclass
@@ -38,6 +38,7 @@ class ConVIRTConfig:
     #                               the model's own otherwise; or a tokenizer folder / name
     vocab_size: int = 4096  # the 'wordpiece' tokenizer's
     max_length: int = 128  # report tokens kept (findings + impression)
+    sentence_prob: float = 0.0  # ConVIRT's t_u: the share of reports cut to one random sentence per step (paper: 1)
     pooling: str | None = None  # cls | mean; None: the text encoder's default
     tiny_width: int = 64  # tiny_text only: hidden size (4x in the feed-forward, one head per 32)
     tiny_layers: int = 2  # tiny_text only: transformer layers
@@ -54,7 +55,7 @@ class ConVIRTConfig:
 class ConVIRT(PretrainMethod):
     """Image-report contrastive pre-training (ConVIRT / CLIP); exports image and text encoders and projections."""
 
-    columns = ("image", "index", "report_tokens", "report_mask")
+    columns = ("image", "index", "report_tokens", "report_mask", "report_sentences")
 
     def __init__(self, encoder: nn.Module, cfg: ConVIRTConfig, ctx: BuildContext) -> None:
         super().__init__()
@@ -79,9 +80,10 @@ class ConVIRT(PretrainMethod):
         return report_columns(load_tokens(tokenize_reports(cache.path, tokenizer, self.cfg.max_length)))
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
-        mask = batch["report_mask"]
+        ids, mask = sentence_view(batch["report_tokens"], batch["report_mask"], batch["report_sentences"],
+                                  self.cfg.sentence_prob if self.training else 0.0)
         width = max(int(mask.sum(1).max()), 1)  # cut the padding every row shares
-        text = self.text(batch["report_tokens"][:, :width].long(), mask[:, :width].long()).pooled
+        text = self.text(ids[:, :width].long(), mask[:, :width].long()).pooled
         image = self.image_projection(self.encoder(views[0]))
         temperature = 1 / self.logit_scale() if self.logit_scale is not None else self.cfg.temperature
         loss = image_text_info_nce(image, self.text_projection(text), temperature, self.cfg.image_weight,

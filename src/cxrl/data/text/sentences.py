@@ -28,18 +28,28 @@ CLAUSE_BREAKS = (
 _CLAUSE_BREAK = re.compile("|".join(CLAUSE_BREAKS), re.IGNORECASE)
 
 
-def split_sentences(text: str) -> list[str]:
-    """The non-empty sentences of ``text``, stripped, in order."""
-    sentences: list[str] = []
-    pending = ""
-    for piece in _SENTENCE_END.split(text):
-        pending = f"{pending} {piece}".strip() if pending else piece.strip()
-        if pending and not _ABBREVIATION_END.search(pending):
+def sentence_spans(text: str) -> list[list[tuple[int, int]]]:
+    """Per sentence of ``text``, the ``(start, end)`` character spans of its stripped pieces (one piece unless an
+    abbreviation's dot was not an end), in order."""
+    sentences: list[list[tuple[int, int]]] = []
+    pending: list[tuple[int, int]] = []
+    bounds = [0, *(i for m in _SENTENCE_END.finditer(text) for i in m.span()), len(text)]
+    for start, end in zip(bounds[::2], bounds[1::2], strict=True):
+        piece = text[start:end]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            pending.append((start + lead, start + lead + len(piece.strip())))
+        if pending and not _ABBREVIATION_END.search(text[pending[-1][0]:pending[-1][1]]):
             sentences.append(pending)
-            pending = ""
+            pending = []
     if pending:
         sentences.append(pending)
     return sentences
+
+
+def split_sentences(text: str) -> list[str]:
+    """The non-empty sentences of ``text``, stripped, in order (pieces joined by one space)."""
+    return [" ".join(text[a:b] for a, b in pieces) for pieces in sentence_spans(text)]
 
 
 def split_clauses(sentence: str) -> list[str]:

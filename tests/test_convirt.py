@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from engine_support import TOY_FINDINGS, toy_report
 
@@ -19,6 +20,9 @@ from cxrl.evaluate.features import extract_features
 from cxrl.evaluate.metrics import auroc
 from cxrl.evaluate.protocol import run_evaluation
 from cxrl.evaluate.zeroshot import class_embeddings, zeroshot_scores
+from cxrl.methods.base import BuildContext
+from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
+from cxrl.models import create_encoder
 from cxrl.models.image_text import load_image_text
 from cxrl.train import pretrain
 
@@ -111,3 +115,28 @@ def test_a_prompts_file_replaces_the_findings_it_names_and_a_bad_one_is_a_config
     bad.write_text(yaml.safe_dump({"Edema": {"positive": []}}))
     with pytest.raises(ConfigError, match="'Edema' needs non-empty 'positive' and 'negative'"):
         load_prompts(bad)
+
+
+def test_sentence_prob_feeds_the_text_tower_one_sentence_per_report_in_training_only(toy_report_cache):
+    """ConVIRT's t_u: with sentence_prob 1 each training report reaches the text tower as one of its sentences
+    (between [CLS] and [SEP]); in eval mode, and with the default 0, the whole report does."""
+    rows = np.arange(8)
+
+    def text_masks(prob: float, training: bool) -> tuple[torch.Tensor, dict]:
+        cfg = ConVIRTConfig(proj_hidden_dim=64, proj_dim=32, vocab_size=120, sentence_prob=prob)
+        method = ConVIRT(create_encoder("tiny_cnn"), cfg, BuildContext(32, cache=toy_report_cache)).train(training)
+        batch = {k: torch.from_numpy(np.asarray(v[rows])) for k, v in method.column_arrays(toy_report_cache).items()}
+        seen = []
+        method.text.register_forward_hook(lambda module, args, out: seen.append(args[1].bool()))
+        method.loss([torch.zeros(len(rows), 1, 32, 32)], batch)
+        return seen[0], batch
+
+    whole, batch = text_masks(0.0, training=True)
+    assert torch.equal(whole.sum(1), batch["report_mask"].sum(1))
+    assert torch.equal(text_masks(1.0, training=False)[0].sum(1), whole.sum(1))
+    cut = text_masks(1.0, training=True)[0]
+    sentences = batch["report_sentences"].long()
+    for row in range(len(rows)):  # [CLS] + one of the row's sentences + [SEP]
+        sizes = [int((sentences[row] == k).sum()) + 2 for k in range(1, int(sentences[row].max()) + 1)]
+        assert len(sizes) == len(TOY_FINDINGS) and int(cut[row].sum()) in sizes
+        assert cut[row, : int(cut[row].sum())].all()  # moved to the front

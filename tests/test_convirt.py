@@ -140,3 +140,20 @@ def test_sentence_prob_feeds_the_text_tower_one_sentence_per_report_in_training_
         sizes = [int((sentences[row] == k).sum()) + 2 for k in range(1, int(sentences[row].max()) + 1)]
         assert len(sizes) == len(TOY_FINDINGS) and int(cut[row].sum()) in sizes
         assert cut[row, : int(cut[row].sum())].all()  # moved to the front
+
+
+def test_convirt_selects_dhn_nce_and_refuses_an_unknown_loss(toy_report_cache):
+    rows = np.arange(8)
+
+    def step(**extra) -> torch.Tensor:
+        torch.manual_seed(0)
+        cfg = ConVIRTConfig(proj_hidden_dim=64, proj_dim=32, vocab_size=120, **extra)
+        method = ConVIRT(create_encoder("tiny_cnn"), cfg, BuildContext(32, cache=toy_report_cache))
+        batch = {k: torch.from_numpy(np.asarray(v[rows])) for k, v in method.column_arrays(toy_report_cache).items()}
+        return method.loss([torch.randn(len(rows), 1, 32, 32, generator=torch.Generator().manual_seed(1))], batch)[0]
+
+    info, dhn = step(), step(loss="dhn_nce", hn_beta=0.3)
+    assert torch.isfinite(dhn) and not torch.isclose(info, dhn)
+    dhn.backward()
+    with pytest.raises(ConfigError, match="method.loss"):
+        step(loss="triplet")

@@ -2,7 +2,7 @@
 
 from cxrl.losses.byol import byol_loss
 from cxrl.losses.contrastive import FeatureQueue, info_nce, moco_v3_loss, nt_xent
-from cxrl.losses.image_text import LogitScale, image_text_info_nce
+from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce
 from cxrl.losses.supervised import (
     focal_loss,
     inverse_frequency_weights,
@@ -18,6 +18,7 @@ __all__ = [
     "LogitScale",
     "byol_loss",
     "focal_loss",
+    "dhn_nce",
     "image_text_info_nce",
     "info_nce",
     "inverse_frequency_weights",

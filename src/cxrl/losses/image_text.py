@@ -1,4 +1,5 @@
-"""Image-text contrastive losses: ConVIRT's weighted InfoNCE and CLIP's symmetric one, with a learnable scale.
+"""Image-text contrastive losses: ConVIRT's weighted InfoNCE and CLIP's symmetric one, with a learnable scale, and
+MedCLIP-SAM's DHN-NCE (hard negatives up-weighted, the positive out of the denominator).
 
 ``s_ij = v_i . t_j`` on L2-normalized image embeddings ``v`` and text embeddings ``t``. The image-to-text term of
 pair i is ``l_i^{v->t} = -log exp(s_ii / tau) / sum_k exp(s_ik / tau)`` and ``l_i^{t->v}`` swaps the roles.
@@ -55,6 +56,63 @@ def image_text_info_nce(
         per_row = (image_weight * F.cross_entropy(image_to_text, targets, reduction="none")
                    + (1 - image_weight) * F.cross_entropy(t @ all_v.T / temperature, targets, reduction="none"))
         return (per_row * weight).sum() / weight.sum().clamp(min=1)
+
+
+def dhn_nce(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    temperature: float | torch.Tensor = 0.6,
+    beta_image: float = 0.15,
+    beta_text: float = 0.15,
+    alpha: float = 0.0,
+    gather: bool = False,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """DHN-NCE (Koleilat et al., MICCAI 2024, "MedCLIP-SAM", Eq. 1-3): ``mean_i [L_i^{v->t} + L_i^{t->v}]`` with
+
+    ``L_i^{v->t} = -s_ii / tau + log sum_{j != i} w_ij exp(s_ij / tau)``,
+    ``w_ij = n_i exp(beta s_ij / tau) / sum_{k != i} exp(beta s_ik / tau)`` (``n_i`` negatives of row i, B - 1
+    without masks; ``beta_image`` for v->t, ``beta_text`` for t->v). The positive is out of the denominator
+    (decoupled, Yeh et al. 2022); ``alpha > 0`` adds ``alpha exp(s_ii / tau)`` back (HN-NCE, Radenovic et al.
+    2023). The weights keep their gradient, as the equations are written. Written from the equations: the
+    reference ``loss/hnl.py`` masks by multiplying (the diagonal still enters as ``exp(0)``), normalises with
+    ``exp(s)`` instead of ``exp(beta s)`` and uses a fixed batch size; none of that is reproduced. ``gather`` and
+    ``valid`` as in :func:`image_text_info_nce`.
+    """
+    if image.shape != text.shape:
+        raise ValueError(f"dhn_nce: image {tuple(image.shape)} and text {tuple(text.shape)} must match")
+    if alpha < 0:
+        raise ValueError(f"dhn_nce: alpha must be >= 0, found {alpha}")
+    with torch.autocast(image.device.type, enabled=False):
+        v, t = F.normalize(image.float(), dim=1), F.normalize(text.float(), dim=1)
+        all_v, all_t = (distributed.gather(v), distributed.gather(t)) if gather else (v, t)
+        offset = distributed.rank() * len(v) if gather else 0
+        weight = torch.ones(len(v), device=v.device) if valid is None else valid.float()
+        all_valid = (distributed.gather_detached(weight) if gather else weight) > 0
+        positive = torch.arange(len(v), device=v.device) + offset
+        image_to_text = _dhn_direction(v @ all_t.T / temperature, positive, all_valid, beta_image, alpha)
+        text_to_image = _dhn_direction(t @ all_v.T / temperature, positive, torch.ones_like(all_valid), beta_text,
+                                       alpha)
+        per_row = torch.where(weight > 0, image_to_text + text_to_image, 0.0)
+        return per_row.sum() / weight.sum().clamp(min=1)
+
+
+def _dhn_direction(logits: torch.Tensor, positive: torch.Tensor, candidate: torch.Tensor, beta: float,
+                   alpha: float) -> torch.Tensor:
+    """Per query ``-l_ii + log(alpha e^{l_ii} + n_i sum_j softmax(beta l)_j e^{l_ij})`` over its negatives ``j``
+    (``logits`` ``(B, M)`` = ``s / tau``; candidates ``(M,)``); 0 for a query without a negative."""
+    rows = torch.arange(len(logits), device=logits.device)
+    own = logits[rows, positive]
+    negative = candidate[None, :].expand_as(logits).clone()
+    negative[rows, positive] = False
+    count = negative.sum(1)
+    def over_negatives(x: torch.Tensor) -> torch.Tensor:  # log sum_j e^{x_ij} over the negatives j
+        return torch.logsumexp(x.masked_fill(~negative, float("-inf")).where(count[:, None] > 0, 0.0), 1)
+
+    log_sum = count.clamp(min=1).float().log() + over_negatives((1 + beta) * logits) - over_negatives(beta * logits)
+    if alpha > 0:
+        log_sum = torch.logaddexp(log_sum, math.log(alpha) + own)
+    return torch.where(count > 0, log_sum - own, 0.0)
 
 
 class LogitScale(nn.Module):

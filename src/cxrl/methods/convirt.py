@@ -19,12 +19,14 @@ from torch import nn
 
 from cxrl.data.tokens import load_tokens, report_columns, resolve_tokenizer, tokenize_reports
 from cxrl.errors import ConfigError
-from cxrl.losses.image_text import LogitScale, image_text_info_nce
+from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce
 from cxrl.methods.base import Batch, BuildContext, Logs, PretrainMethod
 from cxrl.methods.registry import register_method
 from cxrl.models.image_text import Projection
 from cxrl.models.text import create_text_encoder
 from cxrl.transforms import convirt_views, sentence_view
+
+LOSSES = ("info_nce", "dhn_nce")
 
 
 @dataclass
@@ -47,6 +49,9 @@ class ConVIRTConfig:
     temperature: float = 0.1
     learn_temperature: bool = False  # CLIP: a learnable logit scale starting at 1 / temperature
     image_weight: float = 0.75  # lambda: weight of the image-to-text direction (CLIP: 0.5)
+    loss: str = "info_nce"  # info_nce (ConVIRT / CLIP) | dhn_nce (MedCLIP-SAM: hard negatives, decoupled)
+    hn_beta: float = 0.15  # dhn_nce: hardness beta of both directions
+    hn_alpha: float = 0.0  # dhn_nce: weight of the positive put back in the denominator (HN-NCE); 0: decoupled
     text_lr: float | None = None  # learning rate of the text encoder; None: the run's lr
     freeze_text_layers: int = 0  # ConVIRT freezes the embeddings and the first 6 BERT layers
 
@@ -74,6 +79,8 @@ class ConVIRT(PretrainMethod):
         self.text_projection = Projection("image_text_projection", input_dim=self.text.num_features, **dims)
         self.logit_scale = LogitScale(cfg.temperature) if cfg.learn_temperature else None
         self.views = convirt_views(ctx.image_size)
+        if cfg.loss not in LOSSES:
+            raise ConfigError(f"method.loss={cfg.loss!r}: choose one of {', '.join(LOSSES)}")
 
     def column_arrays(self, cache: Any) -> dict[str, np.ndarray]:
         tokenizer = self.tokenizer or self.cfg.text_encoder
@@ -86,8 +93,12 @@ class ConVIRT(PretrainMethod):
         text = self.text(ids[:, :width].long(), mask[:, :width].long()).pooled
         image = self.image_projection(self.encoder(views[0]))
         temperature = 1 / self.logit_scale() if self.logit_scale is not None else self.cfg.temperature
-        loss = image_text_info_nce(image, self.text_projection(text), temperature, self.cfg.image_weight,
-                                   gather=True, valid=mask.any(1))
+        text, valid = self.text_projection(text), mask.any(1)
+        if self.cfg.loss == "dhn_nce":
+            loss = dhn_nce(image, text, temperature, self.cfg.hn_beta, self.cfg.hn_beta, self.cfg.hn_alpha,
+                           gather=True, valid=valid)
+        else:
+            loss = image_text_info_nce(image, text, temperature, self.cfg.image_weight, gather=True, valid=valid)
         return loss, {}
 
     def on_step_start(self, step: int, total_steps: int) -> None:

@@ -142,7 +142,7 @@ def test_sentence_prob_feeds_the_text_tower_one_sentence_per_report_in_training_
         assert cut[row, : int(cut[row].sum())].all()  # moved to the front
 
 
-def test_convirt_selects_dhn_nce_and_refuses_an_unknown_loss(toy_report_cache):
+def test_convirt_selects_dhn_nce_or_medclip_semantic_matching_and_refuses_an_unknown_loss(toy_report_cache):
     rows = np.arange(8)
 
     def step(**extra) -> torch.Tensor:
@@ -150,10 +150,14 @@ def test_convirt_selects_dhn_nce_and_refuses_an_unknown_loss(toy_report_cache):
         cfg = ConVIRTConfig(proj_hidden_dim=64, proj_dim=32, vocab_size=120, **extra)
         method = ConVIRT(create_encoder("tiny_cnn"), cfg, BuildContext(32, cache=toy_report_cache))
         batch = {k: torch.from_numpy(np.asarray(v[rows])) for k, v in method.column_arrays(toy_report_cache).items()}
+        labels = toy_report_cache.records[list(TOY_FINDINGS)].to_numpy(dtype=np.float32)[rows]
+        if "labels" in method.columns:
+            batch["labels"] = torch.from_numpy(labels)
         return method.loss([torch.randn(len(rows), 1, 32, 32, generator=torch.Generator().manual_seed(1))], batch)[0]
 
-    info, dhn = step(), step(loss="dhn_nce", hn_beta=0.3)
-    assert torch.isfinite(dhn) and not torch.isclose(info, dhn)
-    dhn.backward()
+    info, dhn, semantic = step(), step(loss="dhn_nce", hn_beta=0.3), step(loss="semantic")
+    for loss in (dhn, semantic):
+        assert torch.isfinite(loss) and not torch.isclose(info, loss)
+        loss.backward()
     with pytest.raises(ConfigError, match="method.loss"):
         step(loss="triplet")

@@ -2,7 +2,7 @@
 
 from cxrl.losses.byol import byol_loss
 from cxrl.losses.contrastive import FeatureQueue, info_nce, moco_v3_loss, nt_xent
-from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce
+from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce, semantic_matching_loss
 from cxrl.losses.supervised import (
     focal_loss,
     inverse_frequency_weights,
@@ -17,8 +17,8 @@ __all__ = [
     "FeatureQueue",
     "LogitScale",
     "byol_loss",
-    "focal_loss",
     "dhn_nce",
+    "focal_loss",
     "image_text_info_nce",
     "info_nce",
     "inverse_frequency_weights",
@@ -28,5 +28,6 @@ __all__ = [
     "multiclass_uncertainty_probability",
     "nt_xent",
     "positive_weights",
+    "semantic_matching_loss",
     "swav_loss",
 ]

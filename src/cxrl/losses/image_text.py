@@ -58,6 +58,39 @@ def image_text_info_nce(
         return (per_row * weight).sum() / weight.sum().clamp(min=1)
 
 
+def semantic_matching_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    image_labels: torch.Tensor,
+    text_labels: torch.Tensor,
+    temperature: float | torch.Tensor = CLIP_INIT_TEMPERATURE,
+    label_similarity: str = "cosine",
+) -> torch.Tensor:
+    """MedCLIP's semantic matching loss (Wang et al., EMNLP 2022, section 3.3): soft targets from label similarity.
+
+    ``y_ij = softmax_j(c_ij)`` with ``c_ij = cos(l_i^img, l_j^txt)`` (``label_similarity="cosine"``, the paper) or
+    the raw dot product (``"dot"``, the reference ``medclip/losses.py``); predictions
+    ``p_ij = softmax_j(cos(v_i, t_j) / tau)``; ``L = (L^{v->t} + L^{t->v}) / 2`` with
+    ``L^{v->t} = -mean_i sum_j y_ij log p_ij`` and ``L^{t->v}`` the same on the transposed matrices. Images and
+    texts need not be pairs: ``image`` (B, D) with ``image_labels`` (B, K), ``text`` (M, D) with ``text_labels``
+    (M, K), labels coded 1 / 0 / -1 (NaN, not mentioned, counts 0; an all-zero vector has similarity 0).
+    """
+    if label_similarity not in ("cosine", "dot"):
+        raise ValueError(f"semantic_matching_loss: label_similarity is 'cosine' or 'dot', not {label_similarity!r}")
+    if len(image) != len(image_labels) or len(text) != len(text_labels):
+        raise ValueError("semantic_matching_loss: one label row per image and per text")
+    with torch.autocast(image.device.type, enabled=False):
+        v, t = F.normalize(image.float(), dim=1), F.normalize(text.float(), dim=1)
+        li, lt = (torch.nan_to_num(x.float(), nan=0.0) for x in (image_labels, text_labels))
+        if label_similarity == "cosine":
+            li, lt = F.normalize(li, dim=1), F.normalize(lt, dim=1)
+        similarity = li @ lt.T
+        logits = v @ t.T / temperature
+        image_to_text = -(similarity.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+        text_to_image = -(similarity.T.softmax(1) * logits.T.log_softmax(1)).sum(1).mean()
+        return (image_to_text + text_to_image) / 2
+
+
 def dhn_nce(
     image: torch.Tensor,
     text: torch.Tensor,

@@ -19,14 +19,14 @@ from torch import nn
 
 from cxrl.data.tokens import load_tokens, report_columns, resolve_tokenizer, tokenize_reports
 from cxrl.errors import ConfigError
-from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce
+from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce, semantic_matching_loss
 from cxrl.methods.base import Batch, BuildContext, Logs, PretrainMethod
 from cxrl.methods.registry import register_method
 from cxrl.models.image_text import Projection
 from cxrl.models.text import create_text_encoder
 from cxrl.transforms import convirt_views, sentence_view
 
-LOSSES = ("info_nce", "dhn_nce")
+LOSSES = ("info_nce", "dhn_nce", "semantic")
 
 
 @dataclass
@@ -49,7 +49,8 @@ class ConVIRTConfig:
     temperature: float = 0.1
     learn_temperature: bool = False  # CLIP: a learnable logit scale starting at 1 / temperature
     image_weight: float = 0.75  # lambda: weight of the image-to-text direction (CLIP: 0.5)
-    loss: str = "info_nce"  # info_nce (ConVIRT / CLIP) | dhn_nce (MedCLIP-SAM: hard negatives, decoupled)
+    loss: str = "info_nce"  # info_nce (ConVIRT / CLIP) | dhn_nce (MedCLIP-SAM: hard negatives, decoupled) |
+    #                         semantic (MedCLIP's soft targets from the cache's labels; uncertain counts as blank)
     hn_beta: float = 0.15  # dhn_nce: hardness beta of both directions
     hn_alpha: float = 0.0  # dhn_nce: weight of the positive put back in the denominator (HN-NCE); 0: decoupled
     text_lr: float | None = None  # learning rate of the text encoder; None: the run's lr
@@ -81,6 +82,8 @@ class ConVIRT(PretrainMethod):
         self.views = convirt_views(ctx.image_size)
         if cfg.loss not in LOSSES:
             raise ConfigError(f"method.loss={cfg.loss!r}: choose one of {', '.join(LOSSES)}")
+        if cfg.loss == "semantic":
+            self.columns = (*type(self).columns, "labels")
 
     def column_arrays(self, cache: Any) -> dict[str, np.ndarray]:
         tokenizer = self.tokenizer or self.cfg.text_encoder
@@ -97,6 +100,9 @@ class ConVIRT(PretrainMethod):
         if self.cfg.loss == "dhn_nce":
             loss = dhn_nce(image, text, temperature, self.cfg.hn_beta, self.cfg.hn_beta, self.cfg.hn_alpha,
                            gather=True, valid=valid)
+        elif self.cfg.loss == "semantic":  # this rank's pairs; a report's labels are its image's
+            labels = batch["labels"]
+            loss = semantic_matching_loss(image, text[valid], labels, labels[valid], temperature)
         else:
             loss = image_text_info_nce(image, text, temperature, self.cfg.image_weight, gather=True, valid=valid)
         return loss, {}

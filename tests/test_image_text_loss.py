@@ -1,14 +1,16 @@
 """ConVIRT / CLIP image-text InfoNCE: the formula, its symmetry and weighting, the learnable scale, and two gloo
-processes with gathered negatives matching one process on the concatenated batch."""
+processes with gathered negatives matching one process on the concatenated batch (DHN-NCE too)."""
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from cxrl.losses import LogitScale, image_text_info_nce
+from cxrl.losses import LogitScale, dhn_nce, image_text_info_nce
 from cxrl.models.heads import image_text_projection
 
 
@@ -104,12 +106,19 @@ def test_image_text_projection_is_a_two_layer_mlp_without_batch_norm():
     assert head(torch.randn(3, 32)).shape == (3, 8)
 
 
-def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, inputs: dict[str, torch.Tensor]) -> None:
+LOSSES = {  # the image-text losses that gather negatives across ranks
+    "info_nce": functools.partial(image_text_info_nce, temperature=0.1, image_weight=0.75),
+    "dhn_nce": functools.partial(dhn_nce, temperature=0.2),
+}
+
+
+def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, inputs: dict[str, torch.Tensor],
+                loss_name: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         half = len(inputs["v"]) // world
         v, t = (inputs[k][rank * half:(rank + 1) * half].clone().requires_grad_() for k in ("v", "t"))
-        loss = image_text_info_nce(v, t, temperature=0.1, image_weight=0.75, gather=True)
+        loss = LOSSES[loss_name](v, t, gather=True)
         gv, gt = torch.autograd.grad(loss, [v, t])
         torch.save({"loss": loss.detach(), "gv": gv, "gt": gt}, f"{out_dir}/rank{rank}.pt")
     finally:
@@ -117,17 +126,19 @@ def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, inputs: di
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_with_gathered_negatives_equal_one_process_on_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_two_gloo_processes_with_gathered_negatives_equal_one_process_on_the_whole_batch(tmp_path, loss_name):
     gen = torch.Generator().manual_seed(0)
     inputs = {"v": torch.randn(8, 5, generator=gen), "t": torch.randn(8, 5, generator=gen)}
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path), inputs), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path), inputs, loss_name), nprocs=2,
+             join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
+    loss = LOSSES[loss_name]
     v, t = inputs["v"].clone().requires_grad_(), inputs["t"].clone().requires_grad_()
-    full = image_text_info_nce(v, t, temperature=0.1, image_weight=0.75)
+    full = loss(v, t)
     full.backward()
-    local = [image_text_info_nce(inputs["v"][4 * r:4 * r + 4], inputs["t"][4 * r:4 * r + 4], image_weight=0.75)
-             for r in range(2)]
+    local = [loss(inputs["v"][4 * r:4 * r + 4], inputs["t"][4 * r:4 * r + 4]) for r in range(2)]
     assert not torch.isclose(sum(local) / 2, full)  # without gathering, the other rank's negatives are missing
     # Each rank averages its own rows, so the global loss is the mean over ranks; the gathered backward sums every
     # rank's contribution, so each rank holds world_size x the global gradient (DDP's averaging divides it out).

@@ -3,6 +3,7 @@
 from cxrl.losses.byol import byol_loss
 from cxrl.losses.contrastive import FeatureQueue, info_nce, moco_v3_loss, nt_xent
 from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce, semantic_matching_loss
+from cxrl.losses.local_alignment import gloria_local_loss, gloria_local_scores
 from cxrl.losses.supervised import (
     focal_loss,
     inverse_frequency_weights,
@@ -19,6 +20,8 @@ __all__ = [
     "byol_loss",
     "dhn_nce",
     "focal_loss",
+    "gloria_local_loss",
+    "gloria_local_scores",
     "image_text_info_nce",
     "info_nce",
     "inverse_frequency_weights",

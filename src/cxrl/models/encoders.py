@@ -8,6 +8,7 @@ small CNN for CPU tests. Any other timm model is reachable as ``timm:NAME`` and 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,24 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last spatial feature map ``(B, C, h, w)`` before pooling: the regions of word-region alignment
+        (GLoRIA, MGCA), segmentation decoders and saliency. A ViT's patch tokens come back as a ``(B, C, h, w)``
+        grid without its class and register tokens."""
+        backbone = self.backbone
+        if isinstance(backbone, TinyCNN):
+            return backbone.features(x)
+        if not hasattr(backbone, "forward_features"):
+            raise ConfigError(f"encoder {self.name!r} exposes no spatial feature map (timm models and tiny_cnn do)")
+        features = backbone.forward_features(x)
+        if features.ndim == 4:
+            return features
+        tokens = features[:, getattr(backbone, "num_prefix_tokens", 0):]
+        side = math.isqrt(tokens.shape[1])
+        if side * side != tokens.shape[1]:
+            raise ConfigError(f"encoder {self.name!r}: {tokens.shape[1]} patch tokens make no square grid")
+        return tokens.transpose(1, 2).reshape(len(tokens), tokens.shape[2], side, side)
 
 
 class TinyCNN(nn.Module):

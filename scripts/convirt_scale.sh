@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-python=${PYTHON:-python3}
+python=${PYTHON:-$([ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || echo python3)}  # make install's venv
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 cxrl() { "$python" -c 'import sys; from cxrl.cli import main; sys.exit(main())' "$@"; }
 if [ $device = gpu ]; then

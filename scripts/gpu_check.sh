@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-python=${PYTHON:-python3}
+python=${PYTHON:-$([ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || echo python3)}  # make install's venv
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -rf "$out"/{phantom,cache,runs,eval-linear,eval-finetune,eval-zeroshot,eval-retrieval}  # a re-run starts afresh

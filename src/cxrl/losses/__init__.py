@@ -3,7 +3,7 @@
 from cxrl.losses.byol import byol_loss
 from cxrl.losses.contrastive import FeatureQueue, info_nce, moco_v3_loss, nt_xent
 from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce, semantic_matching_loss
-from cxrl.losses.local_alignment import gloria_local_loss, gloria_local_scores
+from cxrl.losses.local_alignment import gloria_local_loss, gloria_local_scores, mgca_token_loss
 from cxrl.losses.supervised import (
     focal_loss,
     inverse_frequency_weights,
@@ -26,6 +26,7 @@ __all__ = [
     "info_nce",
     "inverse_frequency_weights",
     "masked_bce",
+    "mgca_token_loss",
     "moco_v3_loss",
     "multiclass_uncertainty_ce",
     "multiclass_uncertainty_probability",

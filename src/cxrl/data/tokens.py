@@ -194,7 +194,8 @@ def load_tokens(folder: str | Path) -> ReportTokens:
     if manifest is None or not manifest.get("complete"):
         raise DataError(f"{folder}: not a complete token cache (run tokenize_reports)")
     ids = np.load(folder / "tokens.npy", mmap_mode="r")
-    return ReportTokens(folder, ids, np.load(folder / "lengths.npy"), np.load(folder / "sentences.npy"), manifest)
+    sentences = np.load(folder / "sentences.npy", mmap_mode="r")
+    return ReportTokens(folder, ids, np.load(folder / "lengths.npy"), sentences, manifest)
 
 
 def report_columns(tokens: ReportTokens) -> dict[str, np.ndarray]:

@@ -41,21 +41,33 @@ def image_text_info_nce(
     if image.shape != text.shape:
         raise ValueError(f"image_text_info_nce: image {tuple(image.shape)} and text {tuple(text.shape)} must match")
     with torch.autocast(image.device.type, enabled=False):
-        v, t = F.normalize(image.float(), dim=1), F.normalize(text.float(), dim=1)
-        all_v, all_t = (distributed.gather(v), distributed.gather(t)) if gather else (v, t)
-        offset = distributed.rank() * len(v) if gather else 0
-        targets = torch.arange(len(v), device=v.device) + offset
+        v, t, all_v, all_t, targets = _joint_space(image, text, gather)
         image_to_text = v @ all_t.T / temperature
         if valid is None:
             return (image_weight * F.cross_entropy(image_to_text, targets)
                     + (1 - image_weight) * F.cross_entropy(t @ all_v.T / temperature, targets))
         weight = valid.float()
-        all_valid = distributed.gather_detached(weight) if gather else weight
-        image_to_text = image_to_text.masked_fill(all_valid[None, :] == 0, float("-inf"))
+        all_valid = _all_valid(weight, gather)
+        image_to_text = image_to_text.masked_fill(~all_valid[None, :], float("-inf"))
         image_to_text = torch.where(weight[:, None] > 0, image_to_text, 0.0)  # no query: no -inf row (NaN)
         per_row = (image_weight * F.cross_entropy(image_to_text, targets, reduction="none")
                    + (1 - image_weight) * F.cross_entropy(t @ all_v.T / temperature, targets, reduction="none"))
         return (per_row * weight).sum() / weight.sum().clamp(min=1)
+
+
+def _joint_space(image: torch.Tensor, text: torch.Tensor, gather: bool) -> tuple[torch.Tensor, ...]:
+    """Unit float32 rows ``v``, ``t``; the other modality's candidates (every rank's, gathered with gradients, when
+    ``gather``); and each row's own pair among them (offset by the rank)."""
+    v, t = F.normalize(image.float(), dim=1), F.normalize(text.float(), dim=1)
+    own = torch.arange(len(v), device=v.device)
+    if not gather:
+        return v, t, v, t, own
+    return v, t, distributed.gather(v), distributed.gather(t), own + distributed.rank() * len(v)
+
+
+def _all_valid(weight: torch.Tensor, gather: bool) -> torch.Tensor:
+    """Which candidate texts are real reports (every rank's when ``gather``), from this rank's 0/1 ``weight``."""
+    return (distributed.gather_detached(weight) if gather else weight) > 0
 
 
 def semantic_matching_loss(
@@ -117,12 +129,9 @@ def dhn_nce(
     if alpha < 0:
         raise ValueError(f"dhn_nce: alpha must be >= 0, found {alpha}")
     with torch.autocast(image.device.type, enabled=False):
-        v, t = F.normalize(image.float(), dim=1), F.normalize(text.float(), dim=1)
-        all_v, all_t = (distributed.gather(v), distributed.gather(t)) if gather else (v, t)
-        offset = distributed.rank() * len(v) if gather else 0
+        v, t, all_v, all_t, positive = _joint_space(image, text, gather)
         weight = torch.ones(len(v), device=v.device) if valid is None else valid.float()
-        all_valid = (distributed.gather_detached(weight) if gather else weight) > 0
-        positive = torch.arange(len(v), device=v.device) + offset
+        all_valid = _all_valid(weight, gather)
         image_to_text = _dhn_direction(v @ all_t.T / temperature, positive, all_valid, beta_image, alpha)
         text_to_image = _dhn_direction(t @ all_v.T / temperature, positive, torch.ones_like(all_valid), beta_text,
                                        alpha)

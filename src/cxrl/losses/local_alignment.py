@@ -75,11 +75,9 @@ def mgca_token_loss(
         p, w, mask = F.normalize(patches.float(), dim=-1), F.normalize(words.float(), dim=-1), word_mask.bool()
         weights = mask.float() if word_weights is None else word_weights.float() * mask
         weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-12)
-        n_patches = torch.full(p.shape[:2], 1.0 / p.shape[1], device=p.device)
-        word_term = _token_term(w, p, mask, torch.ones(p.shape[:2], dtype=torch.bool, device=p.device), weights,
-                                temperature)
-        patch_term = _token_term(p, w, torch.ones(p.shape[:2], dtype=torch.bool, device=p.device), mask, n_patches,
-                                 temperature)
+        every_patch = torch.ones(p.shape[:2], dtype=torch.bool, device=p.device)
+        word_term = _token_term(w, p, mask, every_patch, weights, temperature)
+        patch_term = _token_term(p, w, every_patch, mask, every_patch / p.shape[1], temperature)
         has_words = mask.any(1)
         return torch.where(has_words, (word_term + patch_term) / 2, 0.0).sum() / len(p)
 

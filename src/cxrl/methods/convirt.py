@@ -61,7 +61,7 @@ class ConVIRTConfig:
 class ConVIRT(PretrainMethod):
     """Image-report contrastive pre-training (ConVIRT / CLIP); exports image and text encoders and projections."""
 
-    columns = ("image", "index", "report_tokens", "report_mask", "report_sentences")
+    columns = ("image", "index", "report_tokens", "report_mask")
 
     def __init__(self, encoder: nn.Module, cfg: ConVIRTConfig, ctx: BuildContext) -> None:
         super().__init__()
@@ -82,16 +82,18 @@ class ConVIRT(PretrainMethod):
         self.views = convirt_views(ctx.image_size)
         if cfg.loss not in LOSSES:
             raise ConfigError(f"method.loss={cfg.loss!r}: choose one of {', '.join(LOSSES)}")
-        if cfg.loss == "semantic":
-            self.columns = (*type(self).columns, "labels")
+        # only what the loss reads travels through the loader
+        self.columns = (*type(self).columns, *(("report_sentences",) if cfg.sentence_prob > 0 else ()),
+                        *(("labels",) if cfg.loss == "semantic" else ()))
 
     def column_arrays(self, cache: Any) -> dict[str, np.ndarray]:
         tokenizer = self.tokenizer or self.cfg.text_encoder
         return report_columns(load_tokens(tokenize_reports(cache.path, tokenizer, self.cfg.max_length)))
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
-        ids, mask = sentence_view(batch["report_tokens"], batch["report_mask"], batch["report_sentences"],
-                                  self.cfg.sentence_prob if self.training else 0.0)
+        ids, mask = batch["report_tokens"], batch["report_mask"]
+        if self.training and self.cfg.sentence_prob > 0:
+            ids, mask = sentence_view(ids, mask, batch["report_sentences"], self.cfg.sentence_prob)
         width = max(int(mask.sum(1).max()), 1)  # cut the padding every row shares
         text = self.text(ids[:, :width].long(), mask[:, :width].long()).pooled
         image = self.image_projection(self.encoder(views[0]))

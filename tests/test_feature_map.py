@@ -37,3 +37,21 @@ def test_an_encoder_without_a_spatial_map_is_a_clear_error():
     encoder.backbone = torch.nn.Linear(3, 3)  # a backbone with neither features nor forward_features
     with pytest.raises(ConfigError, match="no spatial feature map"):
         encoder.feature_map(torch.randn(1, 3))
+
+
+@pytest.mark.parametrize("name, strides", [("tiny_cnn", (2, 4, 8, 16)), ("resnet18", (4, 8, 16, 32))])
+def test_a_cnn_pyramid_ends_in_the_feature_map_at_growing_strides(name, strides):
+    torch.manual_seed(0)
+    encoder = create_encoder(name).eval()
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        maps = encoder.feature_maps(x)
+        torch.testing.assert_close(maps[-1], encoder.feature_map(x), rtol=1e-4, atol=1e-5)
+    assert [64 // m.shape[-1] for m in maps] == list(strides)
+
+
+def test_a_vit_pyramid_is_its_last_blocks_on_the_patch_grid():
+    encoder = create_encoder("vit_small", img_size=32).eval()
+    with torch.no_grad():
+        maps = encoder.feature_maps(torch.randn(1, 1, 32, 32), n=2)
+    assert [tuple(m.shape) for m in maps] == [(1, encoder.num_features, 2, 2)] * 2

@@ -4,7 +4,8 @@ Columns: ``image_path`` (absolute), ``patient_id``, ``study_id``, ``view`` (PA, 
 ``sex`` (M, F or None), ``age`` (float, NaN unknown), ``split`` (train, valid, test), ``dataset``, then one
 float column per canonical pathology (1, 0, -1 uncertain, NaN not mentioned). Datasets may add
 ``report_path``, ``report_text``, ``boxes`` (JSON list of {label, x, y, w, h} in source pixels),
-``mask_rle`` and ``mask_format``.
+``mask_rle`` and ``mask_format``; a phantom's records also ``masks`` (JSON ``{finding: RLE}``), joined from its
+truth (:mod:`cxrl.data.sources.phantom_truth`). :mod:`cxrl.data.dense` maps boxes and masks into cache pixels.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml
 
 from cxrl.config import coerce
 from cxrl.data.labels import PATHOLOGIES
+from cxrl.data.sources.phantom_truth import attach_phantom_truth
 from cxrl.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def load_records(dataset: str, root: str | Path, **options: Any) -> pd.DataFrame
         raise DataError(f"{dataset} root {root} is not a folder")
     reader = importlib.import_module(DATASETS[dataset])
     reader_options(dataset, options)
-    return finalize_records(reader.load(root, **options), dataset)
+    return finalize_records(attach_phantom_truth(reader.load(root, **options), root), dataset)
 
 
 def reader_options(dataset: str, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ TIMM_ALIASES = {
     "vit_base": "vit_base_patch16_224",
 }
 PREFIXES = ("timm:", "torchvision:", "open_clip:")
+STAGE_MODULES = 6  # a TinyCNN stage: two conv-BN-ReLU blocks
 
 
 class Encoder(nn.Module):
@@ -74,6 +75,18 @@ class Encoder(nn.Module):
         return tokens.transpose(1, 2).reshape(len(tokens), tokens.shape[2], side, side)
 
 
+    def feature_maps(self, x: torch.Tensor, n: int = 4) -> list[torch.Tensor]:
+        """The last ``n`` stages' spatial maps ``(B, C_i, h_i, w_i)``, shallow to deep (strides 4-32 for a CNN at
+        ``n=4``; a ViT's last ``n`` blocks, all at its patch stride): the pyramid of U-Net / FPN decoders and
+        detection backbones (timm's ``forward_intermediates``)."""
+        backbone = self.backbone
+        if isinstance(backbone, TinyCNN):
+            return backbone.stage_maps(x)[-n:]
+        if not hasattr(backbone, "forward_intermediates"):
+            raise ConfigError(f"encoder {self.name!r} exposes no feature pyramid (timm models and tiny_cnn do)")
+        return list(backbone.forward_intermediates(x, indices=n, intermediates_only=True))
+
+
 class TinyCNN(nn.Module):
     """Four stride-2 stages of two 3x3 conv-BN-ReLU blocks, then global average pooling (~0.46 M parameters)."""
 
@@ -88,6 +101,14 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))
+
+    def stage_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's output (strides 2, 4, 8, 16)."""
+        maps = []
+        for start in range(0, len(self.features), STAGE_MODULES):
+            x = self.features[start:start + STAGE_MODULES](x)
+            maps.append(x)
+        return maps
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:

@@ -70,6 +70,8 @@ def add_cli(subparsers) -> None:
     ft.add_argument("--lr", type=float, help="encoder learning rate (default 1e-4)")
     ft.add_argument("--head-lr", type=float, help="head learning rate (default 1e-3)")
     ft.add_argument("--layer-decay", type=float, help="layer-wise LR decay, 1 = off (default)")
+    p.add_argument("--freeze-encoder", action="store_true", help="segmentation, detection: keep the encoder frozen "
+                   "(default: fine-tuned with the fine-tuning settings below)")
     p.set_defaults(func=_run)
 
 
@@ -110,5 +112,6 @@ def _run(args: argparse.Namespace) -> int:
         lr=args.lr,
         head_lr=args.head_lr,
         layer_decay=args.layer_decay,
+        freeze_encoder=args.freeze_encoder,
     )
     return 0

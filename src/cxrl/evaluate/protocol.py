@@ -63,7 +63,8 @@ class EvalConfig:
     n_bootstrap: int = 1000
     selection_fraction: float = 0.15  # share of train patients carved for selection when a cache lacks test rows
     c_grid: list[float] = field(default_factory=lambda: list(DEFAULT_C_GRID))
-    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)  # also the dense protocols' training
+    freeze_encoder: bool = False  # segmentation / detection: train the decoder or head on a frozen encoder
     embedding: str = "umap"  # umap | tsne | none: 2-D map of test embeddings in the report
     backbone: str = "resnet18"  # architecture of a random encoder; metrics.json records the one evaluated
     subgroups: list[str] | None = None  # sex, age, view, dataset; default: those with 2+ values in the test rows

@@ -113,6 +113,20 @@ def dense_findings(records: pd.DataFrame) -> list[str]:
     return list(found)
 
 
+def outlines(records: pd.DataFrame, finding: str) -> np.ndarray:
+    """Which records outline ``finding`` with a non-empty mask or a box (read from the JSON, nothing decoded)."""
+    found = np.zeros(len(records), bool)
+    if "masks" in records:
+        found |= records["masks"].map(lambda m: _present(m) and finding in json.loads(m)).to_numpy()
+    if finding == SIIM_FINDING and "mask_rle" in records:
+        found |= records["mask_rle"].map(lambda m: _present(m) and any(
+            part.strip() not in ("", rle.EMPTY) for part in m.split(rle.SEPARATOR))).to_numpy()
+    if "boxes" in records:
+        found |= records["boxes"].map(lambda b: _present(b) and any(
+            str(x["label"]) == finding for x in json.loads(b))).to_numpy()
+    return found
+
+
 def annotated(records: pd.DataFrame) -> np.ndarray:
     """Which records carry a dense annotation column at all (``masks``, ``mask_rle`` or ``boxes``, even empty)."""
     has = np.zeros(len(records), bool)

@@ -1,0 +1,184 @@
+"""Segmentation on an encoder's feature pyramid: a U-Net decoder, MGCA's loss, per-image and global Dice.
+
+The decoder (U-Net, Ronneberger et al. 2015) starts at the deepest map of :meth:`Encoder.feature_maps`, and at
+each shallower map upsamples, concatenates it and applies two 3x3 conv-BN-ReLU; a 1x1 conv gives one logit map per
+finding, bilinearly upsampled to the input. It is written here rather than taken from segmentation-models-pytorch,
+whose decoders are built around its own named encoders: any cxrl, timm or ViT encoder plugs in through its
+pyramid. Loss as in MGCA (Wang et al. 2022, after SIIM/RSNA practice): ``10 * focal - log(soft Dice)``.
+Dice (:func:`dice_scores`): per image, with the Kaggle convention that an empty prediction on an empty mask
+scores 1 (MGCA's figure; it rewards negatives), and, as figures that do not, per image over the images whose
+mask is not empty and globally (all pixels of the test set pooled).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import sigmoid_focal_loss
+from tqdm.auto import tqdm
+
+from cxrl.evaluate.features import eval_input
+from cxrl.evaluate.finetune import FinetuneSettings
+from cxrl.precision import autocast, grad_scaler
+
+DECODER_WIDTHS = (128, 64, 32)  # after each merge, deep to shallow
+FOCAL_WEIGHT = 10.0  # MGCA's weight of the focal term
+
+
+class UNetDecoder(nn.Module):
+    """Logit maps ``(B, K, h0, w0)`` at the shallowest map's resolution from a feature pyramid (shallow to deep)."""
+
+    def __init__(self, channels: list[int], n_classes: int) -> None:
+        super().__init__()
+        deep, *skips = channels[::-1]
+        blocks, width = [], deep
+        for skip, out in zip(skips, DECODER_WIDTHS, strict=False):
+            blocks.append(_double_conv(width + skip, out))
+            width = out
+        self.blocks = nn.ModuleList(blocks)
+        self.skips = len(blocks)
+        self.head = nn.Conv2d(width, n_classes, 1)
+
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        x, *skips = maps[::-1]
+        for block, skip in zip(self.blocks, skips[: self.skips], strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip.to(x.dtype)], 1))
+        return self.head(x)
+
+
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True))
+
+
+class SegmentationModel(nn.Module):
+    """``encoder`` (its :meth:`feature_maps`) + :class:`UNetDecoder`; logits at the input's size. With ``frozen``
+    the encoder runs without gradients in eval mode (its batch-norm statistics kept)."""
+
+    def __init__(self, encoder: nn.Module, n_classes: int, image_size: int, frozen: bool = False) -> None:
+        super().__init__()
+        self.encoder, self.frozen = encoder, frozen
+        if frozen:
+            encoder.requires_grad_(False)
+        was_training = encoder.training
+        with torch.no_grad():
+            probe = next(encoder.parameters()).new_zeros(1, 1, image_size, image_size)
+            channels = [m.shape[1] for m in encoder.eval().feature_maps(probe)]
+        encoder.train(was_training)
+        self.decoder = UNetDecoder(channels, n_classes)
+
+    def train(self, mode: bool = True) -> SegmentationModel:
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            maps = self.encoder.feature_maps(x)
+        return F.interpolate(self.decoder(maps), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """``10 * focal - log(soft Dice)`` (MGCA): focal loss (Lin et al. 2017, alpha 0.25, gamma 2) over all pixels,
+    soft Dice per finding over the batch, averaged over findings."""
+    logits, masks = logits.float(), masks.float()
+    focal = sigmoid_focal_loss(logits, masks, reduction="mean")
+    probs = logits.sigmoid()
+    inter = (probs * masks).sum((0, 2, 3))
+    dice = (2 * inter + eps) / (probs.sum((0, 2, 3)) + masks.sum((0, 2, 3)) + eps)
+    return FOCAL_WEIGHT * focal - torch.log(dice.mean())
+
+
+def dice_scores(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-image Dice ``(N, K)`` of boolean ``(N, K, H, W)`` masks; 1 where both are empty (Kaggle convention)."""
+    inter = (pred & truth).sum((2, 3))
+    total = pred.sum((2, 3)) + truth.sum((2, 3))
+    return np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
+
+
+def global_dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Dice ``(K,)`` over all pixels of all images pooled (NaN for a finding empty in both)."""
+    inter, total = (pred & truth).sum((0, 2, 3)), pred.sum((0, 2, 3)) + truth.sum((0, 2, 3))
+    return np.where(total == 0, np.nan, 2 * inter / np.maximum(total, 1))
+
+
+@dataclass
+class SegmentationData:
+    """uint8 images ``(N, H, W)`` and their boolean masks ``(N, K, size, size)`` at the model's input size."""
+
+    images: np.ndarray
+    masks: np.ndarray
+
+
+def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
+    """Boolean masks ``(N, K, h, w)`` at ``size x size`` (area-resized, kept where at least half covered)."""
+    if masks.shape[-1] == size:
+        return masks
+    resized = F.interpolate(torch.as_tensor(masks, dtype=torch.float32), size=(size, size), mode="area")
+    return (resized >= 0.5).numpy()
+
+
+@torch.no_grad()
+def predict_masks(model: SegmentationModel, images: np.ndarray, size: int, device, batch_size: int,
+                  precision: str = "32-true") -> np.ndarray:
+    """Boolean masks ``(N, K, size, size)``: sigmoid above 0.5."""
+    model.eval()
+    out = []
+    with autocast(device, precision):
+        for start in range(0, len(images), batch_size):
+            out.append((model(eval_input(images[start:start + batch_size], size, device)) > 0).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.decoder.head.out_channels, size, size), bool)
+
+
+def train_segmentation(
+    encoder: nn.Module, train: SegmentationData, valid: SegmentationData, size: int, settings: FinetuneSettings,
+    device: torch.device | str = "cpu", seed: int = 0, frozen: bool = False, from_scratch: bool = False,
+    precision: str = "32-true",
+) -> tuple[SegmentationModel, dict]:
+    """Train a decoder on a copy of ``encoder`` (fine-tuned at ``settings.lr``, default 1e-4, 1e-3 from scratch;
+    frozen with ``frozen``), the decoder at ``settings.head_lr``, AdamW; keep the epoch with the best selection
+    global Dice (early stopping after ``patience`` epochs without gain; the last epoch when the selection rows
+    outline none of the findings). Images enter through the evaluation view
+    (no augmentation: masks need no warping)."""
+    torch.manual_seed(seed)
+    model = SegmentationModel(copy.deepcopy(encoder), train.masks.shape[1], size, frozen).to(device)
+    lr = settings.lr if settings.lr is not None else (1e-3 if from_scratch else 1e-4)
+    groups = [{"params": model.decoder.parameters(), "lr": settings.head_lr}]
+    if not frozen:
+        groups.append({"params": model.encoder.parameters(), "lr": lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
+    scaler, rng = grad_scaler(device, precision), np.random.default_rng(seed)
+    best, history = {"score": -np.inf, "epoch": -1, "state": None}, []
+    bar = tqdm(range(settings.epochs), desc="segmentation", unit="epoch", leave=False)
+    for epoch in bar:
+        model.train()
+        losses = []
+        for idx in np.array_split(rng.permutation(len(train.images)), max(len(train.images) // settings.batch_size, 1)):
+            idx = np.sort(idx)
+            with autocast(device, precision):
+                logits = model(eval_input(train.images[idx], size, device))
+            loss = segmentation_loss(logits, torch.as_tensor(train.masks[idx]).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.item())
+        pred = predict_masks(model, valid.images, size, device, settings.batch_size, precision)
+        per_finding = global_dice(pred, valid.masks)
+        score = float(np.nanmean(per_finding)) if np.isfinite(per_finding).any() else float(epoch)  # none: the last
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_global_dice": score})
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", valid_dice=f"{score:.3f}")
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+        elif epoch - best["epoch"] >= settings.patience:
+            break
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return model.eval(), {"best_epoch": best["epoch"], "criterion": "selection global Dice", "history": history}

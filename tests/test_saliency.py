@@ -88,6 +88,18 @@ def test_maps_have_the_batch_shape_lie_in_unit_range_and_repeat(method, one_thre
     assert all(p.grad is None for p in model.image.parameters())  # no gradients left behind
 
 
+def test_a_vit_stage_is_its_block_with_tokens_reshaped_to_a_grid_and_a_wrong_stage_is_named(one_thread):
+    torch.manual_seed(0)
+    encoder = create_encoder("timm:vit_tiny_patch16_224", img_size=32)
+    layer, reshape = saliency.stage_layer(encoder)
+    assert layer is encoder.backbone.blocks[-1]
+    assert reshape(torch.zeros(2, 5, 192)).shape == (2, 192, 2, 2)  # class token dropped, 4 patches
+    model = ImageTextModel(JointImage(encoder, nn.Linear(192, 6), 6).eval(), ToyText(), {})
+    assert text_saliency(model, torch.randn(2, 1, 32, 32), [BRIGHT], [DARK], method="gradcam").shape == (2, 32, 32)
+    with pytest.raises(ConfigError, match="stage 4"):
+        saliency.stage_layer(create_encoder("tiny_cnn"), stage=4)
+
+
 @pytest.mark.parametrize("method", ["gscorecam", "gradcam"])
 def test_the_saliency_of_a_brightness_score_peaks_on_the_bright_disc(method):
     images, disc = disc_images()

@@ -1,0 +1,1 @@
+"""Explanations of trained encoders: saliency maps, galleries and zero-shot saliency segmentation."""

@@ -1,0 +1,511 @@
+"""Zero-shot saliency segmentation from an image-text model, after MedCLIP-SAM (Koleilat et al., MICCAI 2024).
+
+The pipeline, one finding at a time:
+
+1. **Saliency** (:func:`text_saliency`) of the image-text score ``s(x) = scale * (cos(v(x), t+) - cos(v(x), t-))``
+   where ``v`` is the projected image embedding and ``t+`` / ``t-`` the finding's positive / negative prompt
+   ensembles (CheXzero's pair, :data:`cxrl.evaluate.zeroshot.DEFAULT_PROMPTS`; without negatives,
+   ``s = scale * cos(v, t+)``). With ``method="gscorecam"`` (Chen et al. 2022, gScoreCAM): the activations
+   ``A_k`` of a stage of the image encoder and their gradients ``dS/dA_k``; the top-k channels by mean gradient;
+   each kept channel upsampled and min-max normalized to ``M_k``, the image masked as ``x * M_k`` and re-scored;
+   ``w = softmax_k(s(x * M_k))`` (zero for the other channels); saliency ``ReLU(sum_k w_k A_k)``, upsampled and
+   min-max normalized. ``method="gradcam"`` (Selvaraju et al. 2017) weights channels by their mean gradient instead:
+   one backward pass, no re-scoring.
+2. **Pseudo-mask** (:func:`pseudo_mask`): Otsu's threshold (or a fixed one) on the saliency, optionally refined by
+   a fully connected CRF (:func:`dense_crf`, Krähenbühl & Koltun 2011) over the image's intensities.
+3. **SAM** (:func:`sam_refine`): the bounding box of the pseudo-mask's largest contour prompts Segment Anything
+   (Kirillov et al. 2023); its mask is the output.
+
+:func:`saliency_dice` scores all three against dense annotations (``cxrl.data.dense``) beside trivial baselines;
+:func:`main` is its command line (``python -m cxrl.explain.saliency``).
+
+Why positive minus negative: a chest X-ray "Pleural effusion." and "No pleural effusion." embed close together;
+``cos(v, t+)`` alone mostly explains what any chest radiograph shares with both sentences, while the difference is
+the zero-shot classifier's own logit (``softmax(s+, s-)`` = ``sigmoid(s+ - s-)``), so the map shows where the
+model sees evidence *for* the finding rather than *against* its absence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.base_cam import BaseCAM
+from skimage.filters import threshold_otsu
+from torch import nn
+from tqdm.auto import tqdm
+
+from cxrl.data.cache import Cache, as_cache
+from cxrl.data.dense import dense_findings, record_mask
+from cxrl.errors import ConfigError, CxrlError
+from cxrl.evaluate.features import eval_input
+from cxrl.evaluate.metrics import _num, bootstrap_weights, percentiles
+from cxrl.evaluate.zeroshot import DEFAULT_PROMPTS, PromptPair, ensemble_embeddings
+from cxrl.models.encoders import STAGE_MODULES, TinyCNN
+from cxrl.models.image_text import ImageTextModel, load_image_text
+
+log = logging.getLogger(__name__)
+METHODS = ("gscorecam", "gradcam")
+VARIANTS = ("pseudo_mask", "pseudo_mask_crf", "sam")  # the pipeline's outputs, scored against the annotation
+BASELINES = ("whole_image", "location_prior", "random_map")  # masks that use no image-text model
+EPS = 1e-3  # probabilities are clipped to [EPS, 1 - EPS] before the CRF's log
+
+
+class TextSimilarity:
+    """The pytorch-grad-cam target: ``scale * (cos(v, positive) - cos(v, negative))`` of embeddings ``v``
+    ``(D,)`` or ``(N, D)`` (no ``negative``: ``scale * cos(v, positive)``)."""
+
+    def __init__(self, positive: torch.Tensor, negative: torch.Tensor | None, scale: float) -> None:
+        self.direction = (positive if negative is None else positive - negative).float()
+        self.scale = scale
+
+    def __call__(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.scale * (F.normalize(embedding.float(), dim=-1) @ self.direction.to(embedding.device))
+
+
+class GScoreCAM(BaseCAM):
+    """gScoreCAM (Chen et al. 2022, "gScoreCAM: What objects is CLIP looking at?"): Score-CAM's softmax weights over
+    only the ``top_k`` channels with the highest mean gradient, re-scored ``batch_size`` masked images at a time.
+
+    pytorch-grad-cam's ``ScoreCAM`` re-scores every channel and takes no gradients; this subclass keeps its
+    ``BaseCAM`` machinery (hooks, ReLU, upsampling, normalization) and only selects the channels first."""
+
+    def __init__(self, model: nn.Module, target_layers: list[nn.Module], top_k: int, batch_size: int,
+                 reshape_transform: Callable | None = None) -> None:
+        super().__init__(model, target_layers, reshape_transform=reshape_transform, uses_gradients=True,
+                         compute_input_gradient=True)
+        self.top_k, self.batch_size = top_k, batch_size
+
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads) -> np.ndarray:
+        importance = grads.mean(axis=(2, 3))
+        weights = np.zeros(importance.shape, np.float32)
+        with torch.no_grad():
+            maps = F.interpolate(torch.from_numpy(activations).to(self.device), size=input_tensor.shape[-2:],
+                                 mode="bilinear", align_corners=False)
+            low, high = maps.amin((2, 3), keepdim=True), maps.amax((2, 3), keepdim=True)
+            maps = (maps - low) / (high - low + 1e-8)
+            for b, target in enumerate(targets):
+                kept = np.argsort(-importance[b], kind="stable")[: self.top_k]
+                masked = input_tensor[b].detach() * maps[b, torch.from_numpy(kept).to(self.device), None]
+                scores = torch.cat([target(self.model(chunk)) for chunk in masked.split(self.batch_size)])
+                weights[b, kept] = torch.softmax(scores.float(), 0).cpu().numpy()
+        return weights
+
+
+def stage_layer(encoder: nn.Module, stage: int = -1) -> tuple[nn.Module, Callable | None]:
+    """The module whose output is stage ``stage`` of ``encoder`` (-1: the last, what ``feature_map`` returns) and
+    the reshape that turns its output into ``(B, C, h, w)`` (ViT tokens -> grid; ``None`` for CNNs)."""
+    backbone = getattr(encoder, "backbone", None)
+    if isinstance(backbone, TinyCNN):
+        stages = [backbone.features[end - 1] for end in range(STAGE_MODULES, len(backbone.features) + 1,
+                                                               STAGE_MODULES)]
+        return _pick(stages, stage, encoder), None
+    info = getattr(backbone, "feature_info", None)
+    if not info:
+        raise ConfigError(f"saliency: encoder {getattr(encoder, 'name', type(encoder).__name__)!r} exposes no "
+                          f"stages (tiny_cnn and timm models do)")
+    layer = backbone.get_submodule(_pick(info, stage, encoder)["module"])
+    prefix = getattr(backbone, "num_prefix_tokens", None)
+    return layer, (partial(_token_grid, prefix=prefix) if prefix is not None else None)
+
+
+def _pick(stages: Sequence, stage: int, encoder: nn.Module) -> Any:
+    if not -len(stages) <= stage < len(stages):
+        raise ConfigError(f"saliency stage {stage}: encoder {getattr(encoder, 'name', '')!r} has {len(stages)} "
+                          f"stages (use -{len(stages)}..{len(stages) - 1})")
+    return stages[stage]
+
+
+def _token_grid(tokens: torch.Tensor, prefix: int) -> torch.Tensor:
+    """ViT tokens ``(B, prefix + h*w, C)`` -> ``(B, C, h, w)`` (square grid)."""
+    grid = tokens[:, prefix:]
+    side = int(round(grid.shape[1] ** 0.5))
+    return grid.transpose(1, 2).reshape(len(grid), grid.shape[2], side, side)
+
+
+def text_saliency(
+    model: ImageTextModel, images: torch.Tensor, prompts: Sequence[str], negative_prompts: Sequence[str] | None = None,
+    method: str = "gscorecam", top_k: int = 300, stage: int = -1, logit_scale: float = 10.0, batch_size: int = 64,
+) -> np.ndarray:
+    """Saliency maps ``(B, H, W)`` float32 in ``[0, 1]`` of normalized images ``(B, 1, H, W)`` for the prompt
+    ensemble ``prompts`` (minus ``negative_prompts`` when given; see the module docstring).
+
+    ``logit_scale`` multiplies the cosine similarities before gScoreCAM's softmax (1 / ConVIRT's temperature 0.1
+    by default; CLIP learns about 100): at scale 1 the softmax over cosines would weight all channels alike.
+    ``stage`` picks the encoder stage (:func:`stage_layer`); ``top_k`` the channels gScoreCAM keeps (MedCLIP-SAM:
+    300); ``batch_size`` the masked images it scores per forward pass."""
+    if method not in METHODS:
+        raise ConfigError(f"saliency method {method!r}: expected one of {', '.join(METHODS)}")
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise CxrlError(f"saliency: expected a (B, 1, H, W) image batch, found {tuple(images.shape)}")
+    image = model.image
+    device = next(image.parameters()).device
+    embed = partial(ensemble_embeddings, model.text)
+    target = TextSimilarity(torch.from_numpy(embed(list(prompts), "saliency prompts")).to(device),
+                            None if negative_prompts is None else
+                            torch.from_numpy(embed(list(negative_prompts), "saliency negative prompts")).to(device),
+                            logit_scale)
+    layer, reshape = stage_layer(getattr(image, "encoder", image), stage)
+    if method == "gscorecam":
+        cam: BaseCAM = GScoreCAM(image, [layer], top_k, batch_size, reshape)
+    else:
+        cam = GradCAM(image, [layer], reshape_transform=reshape)
+        cam.compute_input_gradient = True  # gradients reach the layer even when the weights are frozen
+    with cam, torch.enable_grad():
+        maps = cam(images.float(), targets=[target] * len(images))
+    image.zero_grad(set_to_none=True)
+    return np.clip(maps, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class CrfSettings:
+    """Mean-field dense CRF (Krähenbühl & Koltun 2011) on one gray image; defaults follow DeepLab's CRF
+    (Chen et al. 2017: appearance θα = 80 px on ~500 px images, θβ = 13 gray levels; smoothness θγ = 3 px, weights
+    scaled to this normalized form). ``appearance_sigma`` is a fraction of the image side; ``max_offsets`` caps the
+    appearance kernel's sampled offsets per axis (its cost)."""
+
+    iterations: int = 5
+    appearance_weight: float = 5.0  # w1
+    appearance_sigma: float = 0.15  # θα / image side
+    intensity_sigma: float = 13.0  # θβ, gray levels
+    smoothness_weight: float = 1.0  # w2
+    smoothness_sigma: float = 1.0  # θγ, pixels
+    max_offsets: int = 15
+
+
+def _kernel_average(q: np.ndarray, gray: np.ndarray, spatial_sigma: float, intensity_sigma: float | None,
+                    max_offsets: int) -> np.ndarray:
+    """``sum_{j != i} k(i, j) q_j / sum_{j != i} k(i, j)`` per label plane of ``q`` ``(L, H, W)``, with
+    ``k(i, j) = exp(-|p_i - p_j|^2 / 2 σs^2 - |I_i - I_j|^2 / 2 σi^2)`` (no intensity term for ``None``), truncated
+    at 2 σs and sampled on a grid of at most ``max_offsets`` offsets per axis."""
+    radius = max(1, int(np.ceil(2 * spatial_sigma)))
+    step = max(1, int(np.ceil((2 * radius + 1) / max_offsets)))
+    height, width = gray.shape
+    pad = radius - radius % step
+    q_pad = np.pad(q, ((0, 0), (pad, pad), (pad, pad)))
+    gray_pad = np.pad(gray, pad, mode="edge")
+    inside = np.pad(np.ones_like(gray), pad)
+    total, norm = np.zeros_like(q), np.zeros_like(gray)
+    for dy in range(-pad, pad + 1, step):
+        for dx in range(-pad, pad + 1, step):
+            if dy == 0 and dx == 0:
+                continue
+            window = np.s_[pad + dy: pad + dy + height, pad + dx: pad + dx + width]
+            k = np.exp(-(dy * dy + dx * dx) / (2 * spatial_sigma**2)) * inside[window]
+            if intensity_sigma is not None:
+                k = k * np.exp(-((gray - gray_pad[window]) ** 2) / (2 * intensity_sigma**2))
+            total += k * q_pad[(slice(None), *window)]
+            norm += k
+    return total / np.maximum(norm, 1e-12)
+
+
+def dense_crf(foreground: np.ndarray, image: np.ndarray, settings: CrfSettings = CrfSettings()) -> np.ndarray:
+    """The CRF's foreground marginal ``Q(fg)`` ``(H, W)`` for a foreground probability map and a gray image.
+
+    Energy ``E(x) = sum_i ψu(x_i) + sum_{i<j} μ(x_i, x_j) [w1 k_a(i, j) + w2 k_s(i, j)]`` with the unary
+    ``ψu(l) = -log P(l)``, the Potts compatibility ``μ = [x_i != x_j]``, the appearance kernel
+    ``k_a = exp(-|p_i - p_j|^2 / 2θα^2 - |I_i - I_j|^2 / 2θβ^2)`` and the smoothness kernel
+    ``k_s = exp(-|p_i - p_j|^2 / 2θγ^2)``. Mean-field update (Krähenbühl & Koltun 2011, Algorithm 1, with each
+    kernel normalized to sum 1 over ``j``):
+    ``Q_i(l) ∝ exp(-ψu(l) + w1 sum_j k_a Q_j(l) + w2 sum_j k_s Q_j(l))``. The message is an exact bilateral
+    (resp. Gaussian) filter truncated at 2σ and sampled on a sparse offset grid instead of the permutohedral
+    lattice of pydensecrf, which does not build here (its 1.0rc3 sdist fails under Cython 3)."""
+    p = np.clip(np.asarray(foreground, np.float64), EPS, 1 - EPS)
+    unary = np.log(np.stack([1 - p, p]))
+    gray = np.asarray(image, np.float64)
+    spatial = settings.appearance_sigma * max(gray.shape)
+    q = np.stack([1 - p, p])
+    for _ in range(settings.iterations):
+        logits = unary + settings.appearance_weight * _kernel_average(
+            q, gray, spatial, settings.intensity_sigma, settings.max_offsets)
+        logits += settings.smoothness_weight * _kernel_average(
+            q, gray, settings.smoothness_sigma, None, settings.max_offsets)
+        q = np.exp(logits - logits.max(0))
+        q /= q.sum(0)
+    return q[1].astype(np.float32)
+
+
+def otsu_threshold(saliency: np.ndarray) -> float:
+    """Otsu's threshold (Otsu 1979) of a map: pixels above it are foreground."""
+    return float(threshold_otsu(np.asarray(saliency, np.float32)))
+
+
+def pseudo_mask(
+    saliency: np.ndarray, image: np.ndarray | None = None, threshold: str | float = "otsu",
+    crf: bool | CrfSettings = False,
+) -> np.ndarray:
+    """The boolean pseudo-mask ``(H, W)`` of a ``[0, 1]`` saliency map: ``saliency > t`` with ``t`` Otsu's
+    threshold (``"otsu"``) or a number in ``[0, 1]``. With ``crf`` (``True``: default :class:`CrfSettings`) the
+    saliency becomes a foreground probability that is 0.5 at ``t`` (linear on each side) and the mask is
+    ``Q(fg) > 0.5`` after :func:`dense_crf` over ``image`` (gray uint8 ``(H, W)``); with zero CRF weights it is the
+    thresholded mask itself."""
+    s = np.asarray(saliency, np.float64)
+    if threshold == "otsu":
+        t = otsu_threshold(s)
+    elif isinstance(threshold, (int, float)) and 0 <= threshold <= 1:
+        t = float(threshold)
+    else:
+        raise ConfigError(f"pseudo-mask threshold {threshold!r}: expected 'otsu' or a number in [0, 1]")
+    if crf is False:
+        return s > t
+    if image is None or np.shape(image) != s.shape:
+        raise CxrlError(f"pseudo-mask CRF: needs the gray image of the saliency's shape {s.shape}")
+    t = min(max(t, EPS), 1 - EPS)
+    foreground = np.where(s > t, 0.5 + 0.5 * (s - t) / (1 - t), 0.5 * s / t)
+    return dense_crf(foreground, image, CrfSettings() if crf is True else crf) > 0.5
+
+
+def load_sam(checkpoint: str | Path, kind: str = "vit_b", device: torch.device | str = "cpu"):
+    """A ``segment_anything.SamPredictor`` for SAM ``kind`` with the weights of ``checkpoint`` (read as tensors
+    only: ``cxrl.models.weights``)."""
+    from segment_anything import SamPredictor, sam_model_registry
+
+    from cxrl.models.weights import load_state_into, read_state_dict
+
+    if kind not in sam_model_registry:
+        raise ConfigError(f"SAM model {kind!r}: expected one of {', '.join(sam_model_registry)}")
+    sam = sam_model_registry[kind](checkpoint=None)
+    load_state_into(sam, read_state_dict(Path(checkpoint)), str(checkpoint))
+    return SamPredictor(sam.to(device).eval())
+
+
+def largest_contour_box(mask: np.ndarray) -> np.ndarray | None:
+    """``[x0, y0, x1, y1]`` (SAM's XYXY box) of the largest outer contour of ``mask``; ``None`` when empty."""
+    contours, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
+    return np.array([x, y, x + w, y + h])
+
+
+def sam_refine(predictor, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """MedCLIP-SAM's last step: SAM's mask ``(H, W)`` bool for the box of the pseudo-mask's largest contour on the
+    gray uint8 ``image`` (replicated to RGB), and that box (``None`` and an empty mask for an empty pseudo-mask)."""
+    box = largest_contour_box(mask)
+    if box is None:
+        return np.zeros(np.shape(mask), bool), None
+    predictor.set_image(np.repeat(np.asarray(image, np.uint8)[..., None], 3, axis=-1))
+    masks, _, _ = predictor.predict(box=box, multimask_output=False)
+    return np.asarray(masks[0], bool), box
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice ``2|P ∩ T| / (|P| + |T|)`` of two boolean masks; 1 when both are empty."""
+    total = int(pred.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
+
+
+def random_map(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A smooth random ``[0, 1]`` map (Gaussian noise blurred at 1/8 of the side): a saliency that knows nothing."""
+    noise = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), max(shape) / 8)
+    return (noise - noise.min()) / max(float(np.ptp(noise)), 1e-12)
+
+
+def location_prior(records: pd.DataFrame, finding: str, size: int, splits: Sequence[str] = ("train",),
+                   limit: int = 500) -> np.ndarray | None:
+    """Otsu's mask of the mean annotated mask of ``finding`` over (at most ``limit``) positive ``splits`` records:
+    where the finding usually is, the same for every image; ``None`` without any such record."""
+    rows = records[records["split"].isin(splits) & (records.get(finding) == 1)].head(limit)
+    masks = [m for row in rows.to_dict("records") if (m := record_mask(row, finding, size)) is not None and m.any()]
+    return pseudo_mask(np.mean(masks, axis=0)) if masks else None
+
+
+@dataclass(frozen=True)
+class SaliencySettings:
+    """How :func:`saliency_dice` makes its masks (see :func:`text_saliency` and :func:`pseudo_mask`)."""
+
+    method: str = "gscorecam"
+    top_k: int = 300
+    stage: int = -1
+    logit_scale: float = 10.0
+    threshold: str | float = "otsu"
+    crf: CrfSettings = field(default_factory=CrfSettings)
+    batch_size: int = 16  # images per saliency call
+
+
+def _eligible(cache: Cache, finding: str, splits: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Record indices of the ``splits`` images positive for ``finding`` with a non-empty mask, and the masks."""
+    records = cache.records
+    candidates = np.flatnonzero(records["split"].isin(splits).to_numpy() & (records.get(finding) == 1).to_numpy())
+    rows, masks = [], []
+    for r in candidates:
+        mask = record_mask(records.iloc[int(r)].to_dict(), finding, cache.image_size)
+        if mask is not None and mask.any():
+            rows.append(int(r))
+            masks.append(mask)
+    return np.array(rows, np.int64), np.array(masks, bool).reshape(-1, cache.image_size, cache.image_size)
+
+
+def _mean_ci(values: np.ndarray, patients: np.ndarray, n_boot: int, seed: int) -> tuple[float | None, list]:
+    """Mean of per-image values and its 95% bootstrap interval over patients."""
+    samples = np.empty((n_boot, 1))
+    for start, weights in bootstrap_weights(len(values), patients, n_boot, seed):
+        samples[start:start + len(weights), 0] = weights @ values / weights.sum(1)
+    return _num(values.mean()), [_num(v) for v in percentiles(samples, 0.025)[0]]
+
+
+def saliency_dice(
+    run: str | Path, cache: Cache | str | Path, findings: Sequence[str] | None = None, *,
+    splits: Sequence[str] = ("test",), prompts: Mapping[str, PromptPair] = DEFAULT_PROMPTS,
+    settings: SaliencySettings = SaliencySettings(), sam_checkpoint: str | Path | None = None,
+    device: torch.device | str = "cpu", max_images: int | None = None, out: str | Path | None = None,
+    overlays: int = 4, n_boot: int = 1000, seed: int = 0,
+) -> dict[str, Any]:
+    """Zero-shot segmentation Dice of the image-text model ``run`` on the ``splits`` images of ``cache`` positive
+    for each finding with a non-empty mask: the pseudo-mask without and with CRF, SAM's mask when
+    ``sam_checkpoint`` is given, and the baselines (the whole image; :func:`location_prior` of the training
+    masks; a :func:`random_map` thresholded like the saliency). Per finding: mean Dice with a 95% bootstrap
+    interval over patients; ``mean``: the mean over findings. With ``out``, writes ``saliency.json`` and one
+    overlay PNG per finding (its first ``overlays`` images)."""
+    cache = as_cache(cache)
+    model = load_image_text(run)
+    model.image.to(device)
+    model.text.to(device)
+    predictor = load_sam(sam_checkpoint, device=device) if sam_checkpoint is not None else None
+    findings = _findings(cache.records, findings, prompts)
+    size, rng = cache.image_size, np.random.default_rng(seed)
+    result: dict[str, Any] = {
+        "run": str(run), "cache": str(cache.path), "splits": list(splits), "sam_checkpoint":
+        None if sam_checkpoint is None else str(sam_checkpoint), "settings": asdict(settings), "findings": {}}
+    for finding in findings:
+        rows, truths = _eligible(cache, finding, splits)
+        rows, truths = rows[:max_images], truths[:max_images]
+        if not len(rows):
+            log.info("saliency: no %s image positive for %s with a mask; skipped", "/".join(splits), finding)
+            continue
+        prior = location_prior(cache.records, finding, size)
+        scores = {name: [] for name in (*VARIANTS[: 2 + (predictor is not None)], *BASELINES)}
+        shown: list[tuple[np.ndarray, ...]] = []
+        bar = tqdm(total=len(rows), desc=f"saliency {finding}", leave=False)
+        for start in range(0, len(rows), settings.batch_size):
+            images = cache.read(rows[start:start + settings.batch_size])
+            maps = text_saliency(model, eval_input(images, size, device), *prompts[finding], settings.method,
+                                 settings.top_k, settings.stage, settings.logit_scale)
+            for image, saliency, truth in zip(images, maps, truths[start:start + len(images)], strict=True):
+                masks = {"pseudo_mask": pseudo_mask(saliency, image, settings.threshold),
+                         "pseudo_mask_crf": pseudo_mask(saliency, image, settings.threshold, settings.crf)}
+                if predictor is not None:
+                    masks["sam"] = sam_refine(predictor, image, masks["pseudo_mask_crf"])[0]
+                masks["whole_image"] = np.ones_like(truth)
+                masks["location_prior"] = prior if prior is not None else np.zeros_like(truth)
+                masks["random_map"] = pseudo_mask(random_map(truth.shape, rng), threshold=settings.threshold)
+                for name, mask in masks.items():
+                    scores[name].append(dice(mask, truth))
+                if len(shown) < overlays:
+                    shown.append((image, truth, saliency, masks["pseudo_mask_crf"], masks.get("sam")))
+            bar.update(len(images))
+        bar.close()
+        patients = cache.records["patient_id"].to_numpy()[rows]
+        summary = {name: _mean_ci(np.array(v), patients, n_boot, seed) for name, v in scores.items()}
+        result["findings"][finding] = {"n_images": len(rows), "dice": {k: v[0] for k, v in summary.items()},
+                                       "dice_ci95": {k: v[1] for k, v in summary.items()}}
+        if out is not None and shown:
+            _overlay_figure(shown, finding, Path(out) / "overlays")
+    per_finding = [f["dice"] for f in result["findings"].values()]
+    result["mean"] = {k: _num(np.mean([d[k] for d in per_finding])) for k in (per_finding[0] if per_finding else {})}
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "saliency.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    return result
+
+
+def _findings(records: pd.DataFrame, asked: Sequence[str] | None, prompts: Mapping[str, PromptPair]) -> list[str]:
+    """The asked findings (each needs prompts and a label column), else every outlined finding with prompts."""
+    if asked is None:
+        return [f for f in dense_findings(records) if f in prompts and f in records]
+    missing = [f for f in asked if f not in prompts or f not in records]
+    if missing:
+        raise ConfigError(f"saliency findings {missing}: each needs prompts and a label column in the cache "
+                          f"(prompts exist for {sorted(prompts)})")
+    return list(asked)
+
+
+def _overlay_figure(shown: list[tuple[np.ndarray, ...]], finding: str, folder: Path) -> Path:
+    """One row per image: the image with the annotation (green), the saliency, the CRF pseudo-mask (red) and
+    SAM's mask (blue) over the annotation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = 3 + (shown[0][4] is not None)
+    fig, axes = plt.subplots(len(shown), columns, figsize=(2.2 * columns, 2.2 * len(shown)), squeeze=False)
+    for row, (image, truth, saliency, crf_mask, sam_mask) in zip(axes, shown, strict=True):
+        panels = [(None, "annotation"), (saliency, "saliency"), (crf_mask, "pseudo-mask + CRF"), (sam_mask, "SAM")]
+        for ax, (layer, title) in zip(row, panels[:columns], strict=True):
+            ax.imshow(image, cmap="gray")
+            if title == "saliency":
+                ax.imshow(layer, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            elif layer is not None:
+                ax.contour(layer, levels=[0.5], colors="red" if title != "SAM" else "deepskyblue", linewidths=1)
+            ax.contour(truth, levels=[0.5], colors="lime", linewidths=1)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.suptitle(finding, fontsize=10)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{finding.lower().replace(' ', '_')}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cxrl.explain.saliency", description=(
+        "Zero-shot saliency segmentation (MedCLIP-SAM): Dice of gScoreCAM/Grad-CAM pseudo-masks (Otsu, +CRF, "
+        "+SAM) of an image-text run against a cache's masks, beside trivial baselines."))
+    p.add_argument("--run", required=True, help="image-text run folder (e.g. `cxrl pretrain convirt` output)")
+    p.add_argument("--data", required=True, help="cache folder with dense annotations (masks or boxes)")
+    p.add_argument("--out", required=True, help="folder for saliency.json and overlays/")
+    p.add_argument("--findings", nargs="+", help="findings to segment (default: every outlined one with prompts)")
+    p.add_argument("--splits", nargs="+", default=["test"], help="record splits to evaluate (default: test)")
+    p.add_argument("--method", choices=METHODS, default="gscorecam")
+    p.add_argument("--top-k", type=int, default=300, help="gScoreCAM: channels re-scored (default 300)")
+    p.add_argument("--stage", type=int, default=-1, help="encoder stage explained (default -1: the last)")
+    p.add_argument("--logit-scale", type=float, default=10.0, help="scale of the cosine score (default 10)")
+    p.add_argument("--threshold", default="otsu", help="'otsu' or a number in [0, 1] (default otsu)")
+    p.add_argument("--sam-checkpoint", help="SAM ViT-B weights (sam_vit_b_01ec64.pth): adds the SAM mask")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-images", type=int, help="at most this many images per finding")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of :func:`saliency_dice`: prints a Dice table, writes ``OUT/saliency.json`` and overlays."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    threshold: str | float = args.threshold
+    if threshold != "otsu":
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            print(f"saliency: error: --threshold {threshold!r}: expected 'otsu' or a number", file=sys.stderr)
+            return 2
+    settings = SaliencySettings(args.method, args.top_k, args.stage, args.logit_scale, threshold)
+    try:
+        result = saliency_dice(args.run, args.data, args.findings, splits=args.splits, settings=settings,
+                               sam_checkpoint=args.sam_checkpoint, device=args.device, max_images=args.max_images,
+                               out=args.out, seed=args.seed)
+    except CxrlError as e:
+        print(f"saliency: error: {e}", file=sys.stderr)
+        return 1
+    rows = {f: {"n": r["n_images"], **r["dice"]} for f, r in result["findings"].items()}
+    print(pd.DataFrame({**rows, "mean": result["mean"]}).T.to_string(float_format="%.3f"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

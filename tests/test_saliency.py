@@ -14,11 +14,11 @@ from torch import nn
 from cxrl.data import rle
 from cxrl.data.cache import write_cache
 from cxrl.errors import ConfigError
+from cxrl.evaluate.segmentation import mask_dice
 from cxrl.explain import saliency
 from cxrl.explain.saliency import (
     CrfSettings,
     GScoreCAM,
-    dice,
     pseudo_mask,
     saliency_dice,
     sam_refine,
@@ -129,8 +129,8 @@ def test_an_otsu_pseudo_mask_and_its_dice_by_hand():
     assert np.array_equal(mask, s > 0.5)  # Otsu splits the two levels
     truth = np.zeros((8, 8), bool)
     truth[2:6, 3:7] = True  # shifted one column: 12 shared pixels of 16 + 16
-    assert dice(mask, truth) == pytest.approx(2 * 12 / 32)
-    assert dice(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+    assert mask_dice(mask, truth) == pytest.approx(2 * 12 / 32)
+    assert mask_dice(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
     assert not pseudo_mask(s, threshold=0.95).any()
     with pytest.raises(ConfigError, match="threshold"):
         pseudo_mask(s, threshold="mean")
@@ -148,8 +148,8 @@ def edge_scene(size: int = 48, edge: int = 24):
 def test_the_crf_moves_a_noisy_mask_onto_the_image_edge():
     image, s, truth = edge_scene()
     plain, refined = pseudo_mask(s, image), pseudo_mask(s, image, crf=True)
-    assert dice(refined, truth) > dice(plain, truth) + 0.05
-    assert dice(refined, truth) > 0.95
+    assert mask_dice(refined, truth) > mask_dice(plain, truth) + 0.05
+    assert mask_dice(refined, truth) > 0.95
     off = pseudo_mask(s, image, crf=CrfSettings(appearance_weight=0.0, smoothness_weight=0.0))
     assert np.array_equal(off, plain)  # without pairwise terms the CRF keeps the thresholded mask
 

@@ -183,6 +183,18 @@ def bootstrap_weights(
         yield start, np.bincount(draws.ravel(), minlength=b * n_groups).reshape(b, n_groups)[:, row_group]
 
 
+def bootstrap_mean_ci(
+    values: np.ndarray, groups: Sequence | None = None, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> np.ndarray:
+    """Percentile bootstrap interval ``[low, high]`` of the mean of per-row ``values``, ``groups`` (e.g. patients)
+    resampled as in :func:`bootstrap_auroc`; NaN when ``n_boot`` is 0."""
+    values = np.asarray(values, dtype=np.float64)
+    if n_boot == 0 or not len(values):
+        return np.full(2, np.nan)
+    means = np.concatenate([w @ values / w.sum(1) for _, w in bootstrap_weights(len(values), groups, n_boot, seed)])
+    return percentiles(means[:, None], (1 - level) / 2)[0]
+
+
 def percentiles(samples: np.ndarray, alpha: float) -> np.ndarray:
     """``[low, high]`` per column, NaN for a column defined in fewer than half of the replicates (or none)."""
     out = np.full((samples.shape[1], 2), np.nan)

@@ -103,6 +103,11 @@ def dice_scores(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
 
 
+def mask_dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """:func:`dice_scores` of one pair of boolean masks ``(H, W)``."""
+    return float(dice_scores(pred[None, None], truth[None, None])[0, 0])
+
+
 def global_dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Dice ``(K,)`` over all pixels of all images pooled (NaN for a finding empty in both)."""
     inter, total = (pred & truth).sum((0, 2, 3)), pred.sum((0, 2, 3)) + truth.sum((0, 2, 3))

@@ -52,7 +52,8 @@ from cxrl.data.cache import Cache, as_cache
 from cxrl.data.dense import dense_findings, record_mask
 from cxrl.errors import ConfigError, CxrlError
 from cxrl.evaluate.features import eval_input
-from cxrl.evaluate.metrics import _num, bootstrap_weights, percentiles
+from cxrl.evaluate.metrics import _num, bootstrap_mean_ci
+from cxrl.evaluate.segmentation import mask_dice
 from cxrl.evaluate.zeroshot import DEFAULT_PROMPTS, PromptPair, ensemble_embeddings
 from cxrl.models.encoders import STAGE_MODULES, TinyCNN
 from cxrl.models.image_text import ImageTextModel, load_image_text
@@ -302,12 +303,6 @@ def sam_refine(predictor, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarr
     return np.asarray(masks[0], bool), box
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice ``2|P ∩ T| / (|P| + |T|)`` of two boolean masks; 1 when both are empty."""
-    total = int(pred.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
-
-
 def random_map(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A smooth random ``[0, 1]`` map (Gaussian noise blurred at 1/8 of the side): a saliency that knows nothing."""
     noise = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), max(shape) / 8)
@@ -351,10 +346,7 @@ def _eligible(cache: Cache, finding: str, splits: Sequence[str]) -> tuple[np.nda
 
 def _mean_ci(values: np.ndarray, patients: np.ndarray, n_boot: int, seed: int) -> tuple[float | None, list]:
     """Mean of per-image values and its 95% bootstrap interval over patients."""
-    samples = np.empty((n_boot, 1))
-    for start, weights in bootstrap_weights(len(values), patients, n_boot, seed):
-        samples[start:start + len(weights), 0] = weights @ values / weights.sum(1)
-    return _num(values.mean()), [_num(v) for v in percentiles(samples, 0.025)[0]]
+    return _num(values.mean()), [_num(v) for v in bootstrap_mean_ci(values, patients, n_boot, seed)]
 
 
 def saliency_dice(
@@ -403,7 +395,7 @@ def saliency_dice(
                 masks["location_prior"] = prior if prior is not None else np.zeros_like(truth)
                 masks["random_map"] = pseudo_mask(random_map(truth.shape, rng), threshold=settings.threshold)
                 for name, mask in masks.items():
-                    scores[name].append(dice(mask, truth))
+                    scores[name].append(mask_dice(mask, truth))
                 if len(shown) < overlays:
                     shown.append((image, truth, saliency, masks["pseudo_mask_crf"], masks.get("sam")))
             bar.update(len(images))

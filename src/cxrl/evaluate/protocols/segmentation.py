@@ -16,7 +16,7 @@ import numpy as np
 from cxrl.data.dense import annotated, mask_stack, outlines
 from cxrl.data.labels import PATHOLOGIES
 from cxrl.errors import DataError
-from cxrl.evaluate.metrics import bootstrap_weights, percentiles
+from cxrl.evaluate.metrics import bootstrap_mean_ci
 from cxrl.evaluate.protocols.base import EvalProtocol, EvalSetup, Predictions
 from cxrl.evaluate.protocols.registry import register_protocol
 from cxrl.evaluate.segmentation import (
@@ -90,7 +90,7 @@ class Segmentation(EvalProtocol):
         dice_pos = np.where(positive, per_image, np.nan)
         global_k = global_dice(predictions.test, truth)
         patients = self.setup.ev.test_cache.records["patient_id"].iloc[self.test].astype(str).to_numpy()
-        ci = _bootstrap_mean(per_image.mean(1), patients, self.setup.cfg.n_bootstrap, seed)
+        ci = bootstrap_mean_ci(per_image.mean(1), patients, self.setup.cfg.n_bootstrap, seed)
         return {
             "dice": float(per_image.mean()), "dice_ci": ci.tolist(),
             "dice_positive": float(np.nanmean(np.nanmean(dice_pos, 0))),
@@ -103,10 +103,3 @@ class Segmentation(EvalProtocol):
             "dice_convention": "per image; an empty prediction on an empty mask scores 1 (Kaggle, MGCA)",
         }
 
-
-def _bootstrap_mean(values: np.ndarray, groups: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Percentile interval ``[low, high]`` of the mean of ``values``, patients resampled (NaN without replicates)."""
-    if n_boot == 0:
-        return np.full(2, np.nan)
-    means = np.concatenate([(w @ values) / w.sum(1) for _, w in bootstrap_weights(len(values), groups, n_boot, seed)])
-    return percentiles(means[:, None], 0.025)[0]

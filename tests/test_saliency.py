@@ -16,14 +16,9 @@ from cxrl.data.cache import write_cache
 from cxrl.errors import ConfigError
 from cxrl.evaluate.segmentation import mask_dice
 from cxrl.explain import saliency
-from cxrl.explain.saliency import (
-    CrfSettings,
-    GScoreCAM,
-    pseudo_mask,
-    saliency_dice,
-    sam_refine,
-    text_saliency,
-)
+from cxrl.explain.pseudo_masks import CrfSettings, pseudo_mask
+from cxrl.explain.saliency import GScoreCAM, saliency_dice, text_saliency
+from cxrl.explain.sam import sam_refine
 from cxrl.models.encoders import Encoder, create_encoder
 from cxrl.models.image_text import ImageTextModel, JointImage
 

@@ -44,7 +44,6 @@ import torch
 import torch.nn.functional as F
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.base_cam import BaseCAM
-from skimage.filters import threshold_otsu
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -55,6 +54,8 @@ from cxrl.evaluate.features import eval_input
 from cxrl.evaluate.metrics import _num, bootstrap_mean_ci
 from cxrl.evaluate.segmentation import mask_dice
 from cxrl.evaluate.zeroshot import DEFAULT_PROMPTS, PromptPair, ensemble_embeddings
+from cxrl.explain.pseudo_masks import CrfSettings, pseudo_mask
+from cxrl.explain.sam import load_sam, sam_refine
 from cxrl.models.encoders import STAGE_MODULES, TinyCNN
 from cxrl.models.image_text import ImageTextModel, load_image_text
 
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 METHODS = ("gscorecam", "gradcam")
 VARIANTS = ("pseudo_mask", "pseudo_mask_crf", "sam")  # the pipeline's outputs, scored against the annotation
 BASELINES = ("whole_image", "location_prior", "random_map")  # masks that use no image-text model
-EPS = 1e-3  # probabilities are clipped to [EPS, 1 - EPS] before the CRF's log
 
 
 class TextSimilarity:
@@ -169,138 +169,6 @@ def text_saliency(
         maps = cam(images.float(), targets=[target] * len(images))
     image.zero_grad(set_to_none=True)
     return np.clip(maps, 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class CrfSettings:
-    """Mean-field dense CRF (Krähenbühl & Koltun 2011) on one gray image; defaults follow DeepLab's CRF
-    (Chen et al. 2017: appearance θα = 80 px on ~500 px images, θβ = 13 gray levels; smoothness θγ = 3 px, weights
-    scaled to this normalized form). ``appearance_sigma`` is a fraction of the image side; ``max_offsets`` caps the
-    appearance kernel's sampled offsets per axis (its cost)."""
-
-    iterations: int = 5
-    appearance_weight: float = 5.0  # w1
-    appearance_sigma: float = 0.15  # θα / image side
-    intensity_sigma: float = 13.0  # θβ, gray levels
-    smoothness_weight: float = 1.0  # w2
-    smoothness_sigma: float = 1.0  # θγ, pixels
-    max_offsets: int = 15
-
-
-def _kernel_average(q: np.ndarray, gray: np.ndarray, spatial_sigma: float, intensity_sigma: float | None,
-                    max_offsets: int) -> np.ndarray:
-    """``sum_{j != i} k(i, j) q_j / sum_{j != i} k(i, j)`` per label plane of ``q`` ``(L, H, W)``, with
-    ``k(i, j) = exp(-|p_i - p_j|^2 / 2 σs^2 - |I_i - I_j|^2 / 2 σi^2)`` (no intensity term for ``None``), truncated
-    at 2 σs and sampled on a grid of at most ``max_offsets`` offsets per axis."""
-    radius = max(1, int(np.ceil(2 * spatial_sigma)))
-    step = max(1, int(np.ceil((2 * radius + 1) / max_offsets)))
-    height, width = gray.shape
-    pad = radius - radius % step
-    q_pad = np.pad(q, ((0, 0), (pad, pad), (pad, pad)))
-    gray_pad = np.pad(gray, pad, mode="edge")
-    inside = np.pad(np.ones_like(gray), pad)
-    total, norm = np.zeros_like(q), np.zeros_like(gray)
-    for dy in range(-pad, pad + 1, step):
-        for dx in range(-pad, pad + 1, step):
-            if dy == 0 and dx == 0:
-                continue
-            window = np.s_[pad + dy: pad + dy + height, pad + dx: pad + dx + width]
-            k = np.exp(-(dy * dy + dx * dx) / (2 * spatial_sigma**2)) * inside[window]
-            if intensity_sigma is not None:
-                k = k * np.exp(-((gray - gray_pad[window]) ** 2) / (2 * intensity_sigma**2))
-            total += k * q_pad[(slice(None), *window)]
-            norm += k
-    return total / np.maximum(norm, 1e-12)
-
-
-def dense_crf(foreground: np.ndarray, image: np.ndarray, settings: CrfSettings = CrfSettings()) -> np.ndarray:
-    """The CRF's foreground marginal ``Q(fg)`` ``(H, W)`` for a foreground probability map and a gray image.
-
-    Energy ``E(x) = sum_i ψu(x_i) + sum_{i<j} μ(x_i, x_j) [w1 k_a(i, j) + w2 k_s(i, j)]`` with the unary
-    ``ψu(l) = -log P(l)``, the Potts compatibility ``μ = [x_i != x_j]``, the appearance kernel
-    ``k_a = exp(-|p_i - p_j|^2 / 2θα^2 - |I_i - I_j|^2 / 2θβ^2)`` and the smoothness kernel
-    ``k_s = exp(-|p_i - p_j|^2 / 2θγ^2)``. Mean-field update (Krähenbühl & Koltun 2011, Algorithm 1, with each
-    kernel normalized to sum 1 over ``j``):
-    ``Q_i(l) ∝ exp(-ψu(l) + w1 sum_j k_a Q_j(l) + w2 sum_j k_s Q_j(l))``. The message is an exact bilateral
-    (resp. Gaussian) filter truncated at 2σ and sampled on a sparse offset grid instead of the permutohedral
-    lattice of pydensecrf, which does not build here (its 1.0rc3 sdist fails under Cython 3)."""
-    p = np.clip(np.asarray(foreground, np.float64), EPS, 1 - EPS)
-    unary = np.log(np.stack([1 - p, p]))
-    gray = np.asarray(image, np.float64)
-    spatial = settings.appearance_sigma * max(gray.shape)
-    q = np.stack([1 - p, p])
-    for _ in range(settings.iterations):
-        logits = unary + settings.appearance_weight * _kernel_average(
-            q, gray, spatial, settings.intensity_sigma, settings.max_offsets)
-        logits += settings.smoothness_weight * _kernel_average(
-            q, gray, settings.smoothness_sigma, None, settings.max_offsets)
-        q = np.exp(logits - logits.max(0))
-        q /= q.sum(0)
-    return q[1].astype(np.float32)
-
-
-def otsu_threshold(saliency: np.ndarray) -> float:
-    """Otsu's threshold (Otsu 1979) of a map: pixels above it are foreground."""
-    return float(threshold_otsu(np.asarray(saliency, np.float32)))
-
-
-def pseudo_mask(
-    saliency: np.ndarray, image: np.ndarray | None = None, threshold: str | float = "otsu",
-    crf: bool | CrfSettings = False,
-) -> np.ndarray:
-    """The boolean pseudo-mask ``(H, W)`` of a ``[0, 1]`` saliency map: ``saliency > t`` with ``t`` Otsu's
-    threshold (``"otsu"``) or a number in ``[0, 1]``. With ``crf`` (``True``: default :class:`CrfSettings`) the
-    saliency becomes a foreground probability that is 0.5 at ``t`` (linear on each side) and the mask is
-    ``Q(fg) > 0.5`` after :func:`dense_crf` over ``image`` (gray uint8 ``(H, W)``); with zero CRF weights it is the
-    thresholded mask itself."""
-    s = np.asarray(saliency, np.float64)
-    if threshold == "otsu":
-        t = otsu_threshold(s)
-    elif isinstance(threshold, (int, float)) and 0 <= threshold <= 1:
-        t = float(threshold)
-    else:
-        raise ConfigError(f"pseudo-mask threshold {threshold!r}: expected 'otsu' or a number in [0, 1]")
-    if crf is False:
-        return s > t
-    if image is None or np.shape(image) != s.shape:
-        raise CxrlError(f"pseudo-mask CRF: needs the gray image of the saliency's shape {s.shape}")
-    t = min(max(t, EPS), 1 - EPS)
-    foreground = np.where(s > t, 0.5 + 0.5 * (s - t) / (1 - t), 0.5 * s / t)
-    return dense_crf(foreground, image, CrfSettings() if crf is True else crf) > 0.5
-
-
-def load_sam(checkpoint: str | Path, kind: str = "vit_b", device: torch.device | str = "cpu"):
-    """A ``segment_anything.SamPredictor`` for SAM ``kind`` with the weights of ``checkpoint`` (read as tensors
-    only: ``cxrl.models.weights``)."""
-    from segment_anything import SamPredictor, sam_model_registry
-
-    from cxrl.models.weights import load_state_into, read_state_dict
-
-    if kind not in sam_model_registry:
-        raise ConfigError(f"SAM model {kind!r}: expected one of {', '.join(sam_model_registry)}")
-    sam = sam_model_registry[kind](checkpoint=None)
-    load_state_into(sam, read_state_dict(Path(checkpoint)), str(checkpoint))
-    return SamPredictor(sam.to(device).eval())
-
-
-def largest_contour_box(mask: np.ndarray) -> np.ndarray | None:
-    """``[x0, y0, x1, y1]`` (SAM's XYXY box) of the largest outer contour of ``mask``; ``None`` when empty."""
-    contours, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return None
-    x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
-    return np.array([x, y, x + w, y + h])
-
-
-def sam_refine(predictor, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """MedCLIP-SAM's last step: SAM's mask ``(H, W)`` bool for the box of the pseudo-mask's largest contour on the
-    gray uint8 ``image`` (replicated to RGB), and that box (``None`` and an empty mask for an empty pseudo-mask)."""
-    box = largest_contour_box(mask)
-    if box is None:
-        return np.zeros(np.shape(mask), bool), None
-    predictor.set_image(np.repeat(np.asarray(image, np.uint8)[..., None], 3, axis=-1))
-    masks, _, _ = predictor.predict(box=box, multimask_output=False)
-    return np.asarray(masks[0], bool), box
 
 
 def random_map(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -11,10 +11,10 @@ The pipeline, one finding at a time:
    ``w = softmax_k(s(x * M_k))`` (zero for the other channels); saliency ``ReLU(sum_k w_k A_k)``, upsampled and
    min-max normalized. ``method="gradcam"`` (Selvaraju et al. 2017) weights channels by their mean gradient instead:
    one backward pass, no re-scoring.
-2. **Pseudo-mask** (:func:`cxrl.explain.pseudo_masks.pseudo_mask`): Otsu's threshold (or a fixed one) on the saliency, optionally refined by
-   a fully connected CRF (:func:`~cxrl.explain.pseudo_masks.dense_crf`, Krähenbühl & Koltun 2011) over the image's intensities.
-3. **SAM** (:func:`cxrl.explain.sam.sam_refine`): the bounding box of the pseudo-mask's largest contour prompts Segment Anything
-   (Kirillov et al. 2023); its mask is the output.
+2. **Pseudo-mask** (:func:`cxrl.explain.pseudo_masks.pseudo_mask`): Otsu's threshold (or a fixed one) on the
+   saliency, optionally refined by a fully connected CRF (Krähenbühl & Koltun 2011) over the image's intensities.
+3. **SAM** (:func:`cxrl.explain.sam.sam_refine`): the bounding box of the pseudo-mask's largest contour prompts
+   Segment Anything  (Kirillov et al. 2023); its mask is the output.
 
 :func:`saliency_dice` scores all three against dense annotations (``cxrl.data.dense``) beside trivial baselines;
 :func:`main` is its command line (``python -m cxrl.explain.saliency``).

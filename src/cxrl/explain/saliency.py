@@ -14,7 +14,7 @@ The pipeline, one finding at a time:
 2. **Pseudo-mask** (:func:`cxrl.explain.pseudo_masks.pseudo_mask`): Otsu's threshold (or a fixed one) on the
    saliency, optionally refined by a fully connected CRF (Krähenbühl & Koltun 2011) over the image's intensities.
 3. **SAM** (:func:`cxrl.explain.sam.sam_refine`): the bounding box of the pseudo-mask's largest contour prompts
-   Segment Anything  (Kirillov et al. 2023); its mask is the output.
+   Segment Anything (Kirillov et al. 2023); its mask is the output.
 
 :func:`saliency_dice` scores all three against dense annotations (``cxrl.data.dense``) beside trivial baselines;
 :func:`main` is its command line (``python -m cxrl.explain.saliency``).

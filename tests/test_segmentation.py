@@ -16,9 +16,10 @@ from cxrl.evaluate.finetune import FinetuneSettings
 from cxrl.evaluate.segmentation import (
     SegmentationData,
     SegmentationModel,
+    choose_mask_thresholds,
     dice_scores,
     global_dice,
-    predict_masks,
+    predict_probabilities,
     segmentation_loss,
     train_segmentation,
 )
@@ -53,6 +54,16 @@ def test_the_decoder_gives_one_logit_map_per_finding_at_the_input_size(name, kwa
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 2, 32, 32)
 
 
+def test_mask_thresholds_maximize_the_selection_dice():
+    truth = np.zeros((2, 2, 3, 3), bool)
+    truth[0, 0, 0] = True  # finding 0: the top row of image 0; finding 1: empty everywhere
+    probs = np.full(truth.shape, 0.3, np.float32)
+    probs[0, 0, 0] = 0.6  # finding 0 needs a threshold in (0.3, 0.6]; finding 1 one above 0.3 (predict nothing)
+    chosen = choose_mask_thresholds(probs, truth)
+    assert 0.3 < chosen[0] <= 0.6 and chosen[1] > 0.3
+    assert (dice_scores(probs >= chosen[:, None, None], truth) == 1).all()
+
+
 def _disc_data(n: int, seed: int, size: int = 32) -> SegmentationData:
     """Noise images with a bright disc at a random place; the mask is the disc (half the images have none)."""
     rng = np.random.default_rng(seed)
@@ -75,7 +86,7 @@ def test_a_decoder_on_a_frozen_encoder_learns_discs_and_leaves_the_encoder_untou
     model, history = train_segmentation(encoder, train, valid, 32, settings, frozen=True)
     for k, v in model.encoder.state_dict().items():
         assert torch.equal(v, before[k]), k
-    pred = predict_masks(model, valid.images, 32, "cpu", 16)
+    pred = predict_probabilities(model, valid.images, 32, "cpu", 16) >= np.array(history["thresholds"])[:, None, None]
     positive = valid.masks.any((2, 3))[:, 0]
     assert dice_scores(pred, valid.masks)[positive].mean() > 0.6
     assert history["best_epoch"] >= 0 and len(history["history"]) == 25

@@ -28,6 +28,7 @@ from cxrl.precision import autocast, grad_scaler
 
 DECODER_WIDTHS = (128, 64, 32)  # after each merge, deep to shallow
 FOCAL_WEIGHT = 10.0  # MGCA's weight of the focal term
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # mask thresholds tried on the selection rows
 
 
 class UNetDecoder(nn.Module):
@@ -131,15 +132,24 @@ def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_masks(model: SegmentationModel, images: np.ndarray, size: int, device, batch_size: int,
-                  precision: str = "32-true") -> np.ndarray:
-    """Boolean masks ``(N, K, size, size)``: sigmoid above 0.5."""
+def predict_probabilities(model: SegmentationModel, images: np.ndarray, size: int, device, batch_size: int,
+                          precision: str = "32-true") -> np.ndarray:
+    """Sigmoid maps ``(N, K, size, size)`` float32 of uint8 images through the evaluation view."""
     model.eval()
     out = []
     with autocast(device, precision):
         for start in range(0, len(images), batch_size):
-            out.append((model(eval_input(images[start:start + batch_size], size, device)) > 0).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.decoder.head.out_channels, size, size), bool)
+            out.append(model(eval_input(images[start:start + batch_size], size, device)).float().sigmoid().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.decoder.head.out_channels, size, size), np.float32)
+
+
+def choose_mask_thresholds(probs: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per finding, the probability threshold of :data:`THRESHOLD_GRID` with the best mean per-image Dice on the
+    selection images (the Kaggle-convention Dice the protocol reports first); 0.5 for a finding without rows."""
+    if not len(probs):
+        return np.full(probs.shape[1], 0.5)
+    scores = np.stack([dice_scores(probs >= t, truth).mean(0) for t in THRESHOLD_GRID])  # (T, K)
+    return THRESHOLD_GRID[scores.argmax(0)]
 
 
 def train_segmentation(
@@ -148,9 +158,10 @@ def train_segmentation(
     precision: str = "32-true",
 ) -> tuple[SegmentationModel, dict]:
     """Train a decoder on a copy of ``encoder`` (fine-tuned at ``settings.lr``, default 1e-4, 1e-3 from scratch;
-    frozen with ``frozen``), the decoder at ``settings.head_lr``, AdamW; keep the epoch with the best selection
-    global Dice (early stopping after ``patience`` epochs without gain; the last epoch when the selection rows
-    outline none of the findings). Images enter through the evaluation view
+    frozen with ``frozen``), the decoder at ``settings.head_lr``, AdamW. Keep the epoch with the best selection
+    global Dice at threshold 0.5 (early stopping after ``patience`` epochs without gain; the last epoch when the
+    selection rows outline none of the findings), then choose each finding's mask threshold on the selection rows
+    (:func:`choose_mask_thresholds`; in the history as ``thresholds``). Images enter through the evaluation view
     (no augmentation: masks need no warping)."""
     torch.manual_seed(seed)
     model = SegmentationModel(copy.deepcopy(encoder), train.masks.shape[1], size, frozen).to(device)
@@ -175,8 +186,8 @@ def train_segmentation(
             scaler.step(optimizer)
             scaler.update()
             losses.append(loss.item())
-        pred = predict_masks(model, valid.images, size, device, settings.batch_size, precision)
-        per_finding = global_dice(pred, valid.masks)
+        probs = predict_probabilities(model, valid.images, size, device, settings.batch_size, precision)
+        per_finding = global_dice(probs >= 0.5, valid.masks)
         score = float(np.nanmean(per_finding)) if np.isfinite(per_finding).any() else float(epoch)  # none: the last
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_global_dice": score})
         bar.set_postfix(loss=f"{losses[-1]:.3f}", valid_dice=f"{score:.3f}")
@@ -186,4 +197,6 @@ def train_segmentation(
             break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
-    return model.eval(), {"best_epoch": best["epoch"], "criterion": "selection global Dice", "history": history}
+    probs = predict_probabilities(model, valid.images, size, device, settings.batch_size, precision)
+    return model.eval(), {"best_epoch": best["epoch"], "criterion": "selection global Dice", "history": history,
+                          "thresholds": choose_mask_thresholds(probs, valid.masks).tolist()}

@@ -23,7 +23,7 @@ from cxrl.evaluate.segmentation import (
     SegmentationData,
     dice_scores,
     global_dice,
-    predict_masks,
+    predict_probabilities,
     resize_masks,
     train_segmentation,
 )
@@ -80,8 +80,10 @@ class Segmentation(EvalProtocol):
     def predict(self, fitted: Any) -> Predictions:
         model, history = fitted
         s = self.setup
-        pred = predict_masks(model, self.test_data.images, s.image_size, s.device, s.cfg.batch_size, s.cfg.precision)
-        return Predictions(np.zeros((0, 0)), pred, history, None)
+        probs = predict_probabilities(model, self.test_data.images, s.image_size, s.device, s.cfg.batch_size,
+                                      s.cfg.precision)
+        thresholds = np.asarray(history["thresholds"], np.float32)[None, :, None, None]
+        return Predictions(np.zeros((0, 0)), probs >= thresholds, history, None)
 
     def metrics(self, predictions: Predictions, seed: int, fraction: float) -> dict[str, Any]:
         truth = self.test_data.masks

@@ -101,6 +101,7 @@ class Segmentation(EvalProtocol):
                                 "dice_positive": float(np.nanmean(dice_pos[:, k])),
                                 "dice_global": float(global_k[k]), "n_positive": int(positive[:, k].sum())}
                             for k, f in enumerate(self.findings)},
+            "dice_if_empty": float((~positive).mean()),  # the per-image Dice of predicting nothing anywhere
             "n_test_images": int(len(truth)), "findings": self.findings,
             "dice_convention": "per image; an empty prediction on an empty mask scores 1 (Kaggle, MGCA)",
         }

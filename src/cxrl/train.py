@@ -144,10 +144,12 @@ class PretrainModule(pl.LightningModule):
         return self.method.loss(views, batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _ = self.step_loss(batch, self.current_epoch)
+        loss, logs = self.step_loss(batch, self.current_epoch)
         if self.global_step % self.cfg.log_every_n_steps == 0 and not torch.isfinite(loss):  # a sync: not every step
             raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower lr or check the data")
         self.log("train/loss", loss, prog_bar=True)
+        if logs:  # the method's own terms (e.g. GLoRIA's global and local losses)
+            self.log_dict({f"train/{name}": value for name, value in logs.items()})
         self.last_loss = loss.detach()
         return loss
 

@@ -23,7 +23,7 @@ from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce, sem
 from cxrl.methods.base import Batch, BuildContext, Logs, PretrainMethod
 from cxrl.methods.registry import register_method
 from cxrl.models.image_text import Projection
-from cxrl.models.text import create_text_encoder
+from cxrl.models.text import TextFeatures, create_text_encoder
 from cxrl.transforms import convirt_views, sentence_view
 
 LOSSES = ("info_nce", "dhn_nce", "semantic")
@@ -91,23 +91,30 @@ class ConVIRT(PretrainMethod):
         return report_columns(load_tokens(tokenize_reports(cache.path, tokenizer, self.cfg.max_length)))
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
+        text = self.text_features(batch)
+        return self.global_loss(self.encoder(views[0]), text, batch), {}
+
+    def text_features(self, batch: Batch) -> TextFeatures:
+        """The text tower on the batch's report tokens (a random sentence with ``sentence_prob``), padding every
+        row shares cut off."""
         ids, mask = batch["report_tokens"], batch["report_mask"]
         if self.training and self.cfg.sentence_prob > 0:
             ids, mask = sentence_view(ids, mask, batch["report_sentences"], self.cfg.sentence_prob)
-        width = max(int(mask.sum(1).max()), 1)  # cut the padding every row shares
-        text = self.text(ids[:, :width].long(), mask[:, :width].long()).pooled
-        image = self.image_projection(self.encoder(views[0]))
+        width = max(int(mask.sum(1).max()), 1)
+        return self.text(ids[:, :width].long(), mask[:, :width].long())
+
+    def global_loss(self, image: torch.Tensor, features: TextFeatures, batch: Batch) -> torch.Tensor:
+        """The configured image-report loss of pooled image features ``(B, F)`` and the text tower's, projected."""
+        image = self.image_projection(image)
         temperature = 1 / self.logit_scale() if self.logit_scale is not None else self.cfg.temperature
-        text, valid = self.text_projection(text), mask.any(1)
+        text, valid = self.text_projection(features.pooled), features.mask.any(1)
         if self.cfg.loss == "dhn_nce":
-            loss = dhn_nce(image, text, temperature, self.cfg.hn_beta, self.cfg.hn_beta, self.cfg.hn_alpha,
+            return dhn_nce(image, text, temperature, self.cfg.hn_beta, self.cfg.hn_beta, self.cfg.hn_alpha,
                            gather=True, valid=valid)
-        elif self.cfg.loss == "semantic":  # this rank's pairs; a report's labels are its image's
+        if self.cfg.loss == "semantic":  # this rank's pairs; a report's labels are its image's
             labels = batch["labels"]
-            loss = semantic_matching_loss(image, text[valid], labels, labels[valid], temperature)
-        else:
-            loss = image_text_info_nce(image, text, temperature, self.cfg.image_weight, gather=True, valid=valid)
-        return loss, {}
+            return semantic_matching_loss(image, text[valid], labels, labels[valid], temperature)
+        return image_text_info_nce(image, text, temperature, self.cfg.image_weight, gather=True, valid=valid)
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         if self.logit_scale is not None:  # after the previous optimizer step, as open_clip does

@@ -60,12 +60,26 @@ class Encoder(nn.Module):
         """The last spatial feature map ``(B, C, h, w)`` before pooling: the regions of word-region alignment
         (GLoRIA, MGCA), segmentation decoders and saliency. A ViT's patch tokens come back as a ``(B, C, h, w)``
         grid without its class and register tokens."""
+        return self._as_map(self._features(x))
+
+    def pooled_and_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(self(x), self.feature_map(x))`` from one pass through the backbone (global and local features)."""
+        features = self._features(x)
+        if isinstance(self.backbone, TinyCNN):
+            return features.mean(dim=(2, 3)), features
+        return self.backbone.forward_head(features, pre_logits=True), self._as_map(features)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         backbone = self.backbone
         if isinstance(backbone, TinyCNN):
             return backbone.features(x)
         if not hasattr(backbone, "forward_features"):
             raise ConfigError(f"encoder {self.name!r} exposes no spatial feature map (timm models and tiny_cnn do)")
-        features = backbone.forward_features(x)
+        return backbone.forward_features(x)
+
+    def _as_map(self, features: torch.Tensor) -> torch.Tensor:
+        """A backbone's ``forward_features`` output as a ``(B, C, h, w)`` map (ViT tokens: the patch grid)."""
+        backbone = self.backbone
         if features.ndim == 4:
             return features
         tokens = features[:, getattr(backbone, "num_prefix_tokens", 0):]
@@ -73,7 +87,6 @@ class Encoder(nn.Module):
         if side * side != tokens.shape[1]:
             raise ConfigError(f"encoder {self.name!r}: {tokens.shape[1]} patch tokens make no square grid")
         return tokens.transpose(1, 2).reshape(len(tokens), tokens.shape[2], side, side)
-
 
     def feature_maps(self, x: torch.Tensor, n: int = 4) -> list[torch.Tensor]:
         """The last ``n`` stages' spatial maps ``(B, C_i, h_i, w_i)``, shallow to deep (strides 4-32 for a CNN at

@@ -92,7 +92,7 @@ class ConVIRT(PretrainMethod):
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         text = self.text_features(batch)
-        return self.global_loss(self.encoder(views[0]), text, batch), {}
+        return self.global_loss(*self.joint(self.encoder(views[0]), text), batch), {}
 
     def text_features(self, batch: Batch) -> TextFeatures:
         """The text tower on the batch's report tokens (a random sentence with ``sentence_prob``), padding every
@@ -103,11 +103,14 @@ class ConVIRT(PretrainMethod):
         width = max(int(mask.sum(1).max()), 1)
         return self.text(ids[:, :width].long(), mask[:, :width].long())
 
-    def global_loss(self, image: torch.Tensor, features: TextFeatures, batch: Batch) -> torch.Tensor:
-        """The configured image-report loss of pooled image features ``(B, F)`` and the text tower's, projected."""
-        image = self.image_projection(image)
+    def joint(self, pooled: torch.Tensor, text: TextFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pooled image features ``(B, F)`` and the text tower's output in the joint space: image ``(B, D)``,
+        report ``(B, D)`` embeddings and which reports have tokens ``(B,)``."""
+        return self.image_projection(pooled), self.text_projection(text.pooled), text.mask.any(1)
+
+    def global_loss(self, image: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The configured image-report loss (``method.loss``) of joint-space embeddings (:meth:`joint`)."""
         temperature = 1 / self.logit_scale() if self.logit_scale is not None else self.cfg.temperature
-        text, valid = self.text_projection(features.pooled), features.mask.any(1)
         if self.cfg.loss == "dhn_nce":
             return dhn_nce(image, text, temperature, self.cfg.hn_beta, self.cfg.hn_beta, self.cfg.hn_alpha,
                            gather=True, valid=valid)

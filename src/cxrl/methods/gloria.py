@@ -52,7 +52,7 @@ class GLoRIA(ConVIRT):
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         text = self.text_features(batch)
         pooled, feature_map = self.encoder.pooled_and_map(views[0])
-        global_term = self.global_loss(pooled, text, batch)
+        global_term = self.global_loss(*self.joint(pooled, text), batch)
         regions = self.region_projection(feature_map).flatten(2).transpose(1, 2)  # (B, h*w, local_dim)
         cfg = self.cfg
         scores = gloria_local_scores(regions, self.word_projection(text.tokens), word_mask(text.mask), cfg.tau1,

@@ -1,5 +1,6 @@
-"""GLoRIA (`cxrl pretrain gloria`): ConVIRT's global term plus the word-region term, both falling while it trains on
-image-report pairs; one backbone pass gives the pooled and the spatial features; exports what zero-shot reads."""
+"""GLoRIA and MGCA (`cxrl pretrain gloria|mgca`): ConVIRT's global term plus their own terms, each by its formula,
+falling while they train on image-report pairs; one backbone pass gives the pooled and spatial features; both export
+what zero-shot reads."""
 
 from __future__ import annotations
 
@@ -73,3 +74,39 @@ def test_gloria_trains_from_the_cli_lowering_both_terms_and_exports_both_towers(
         assert values[-10:].mean() < values[:10].mean() - 0.1, (column, values[:10].mean(), values[-10:].mean())
     model = load_image_text(run)
     assert model.text(["Pleural effusion."]).shape == model.image(torch.zeros(1, 1, 32, 32)).shape
+
+
+def test_mgca_is_the_instance_plus_token_plus_prototype_terms(toy_report_cache):
+    from cxrl.losses import swav_loss
+    from cxrl.losses.local_alignment import mgca_token_loss
+    from cxrl.methods.mgca import MGCA, MGCAConfig
+
+    ctx = BuildContext(32, cache=toy_report_cache)
+    cfg = MGCAConfig(token_weight=0.7, prototype_weight=0.5, num_prototypes=12, **SMALL)
+    torch.manual_seed(0)
+    mgca = MGCA(create_encoder("tiny_cnn"), cfg, ctx).eval()
+    batch, views = _batch(toy_report_cache, mgca), [torch.randn(8, 1, 32, 32)]
+    with torch.no_grad():
+        total, logs = mgca.loss(views, batch)
+        text = mgca.text_features(batch)
+        image, report, valid = mgca.joint(mgca.encoder(views[0]), text)
+        instance = mgca.global_loss(image, report, valid, batch)
+        patches = mgca.patch_projection(mgca.encoder.feature_map(views[0])).flatten(2).transpose(1, 2)
+        token = mgca_token_loss(patches, mgca.word_projection(text.tokens), word_mask(text.mask))
+        scores = [mgca.prototypes(torch.nn.functional.normalize(z, dim=1)) for z in (image, report)]
+        prototype = swav_loss(scores, temperature=0.2)
+    for name, value in (("instance_loss", instance), ("token_loss", token), ("prototype_loss", prototype)):
+        torch.testing.assert_close(logs[name], value)
+    torch.testing.assert_close(total, instance + 0.7 * token + 0.5 * prototype)
+
+
+def test_mgca_trains_from_the_cli_lowering_its_terms(toy_report_cache, tmp_path):
+    overrides = ["backbone=tiny_cnn", "image_size=32", "batch_size=16", "num_workers=0", "lr=2e-3",
+                 "warmup_epochs=0", "progress_bar=false", "monitor.enabled=false", "max_steps=60",
+                 "log_every_n_steps=1", "method.num_prototypes=16", *(f"method.{k}={v}" for k, v in SMALL.items())]
+    run = pretrain("mgca", toy_report_cache.path, tmp_path / "mgca", overrides=overrides)
+    metrics = pd.read_csv(run / "logs/csv/version_0/metrics.csv")
+    for column in ("train/instance_loss", "train/token_loss"):
+        values = metrics[column].dropna().to_numpy()
+        assert values[-10:].mean() < values[:10].mean() - 0.1, (column, values[:10].mean(), values[-10:].mean())
+    assert load_image_text(run).text(["Pleural effusion."]).shape[1] == 16

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from cxrl import __version__
 from cxrl.config import build, to_dict
 from cxrl.data.cache import Cache, open_cache
-from cxrl.data.dense import dense_findings, record_mask
+from cxrl.data.dense import annotated, dense_findings, record_mask
 from cxrl.errors import ConfigError
 from cxrl.evaluate.features import cached_features
 from cxrl.evaluate.probe import fit_linear_probe, resolve_device
@@ -173,10 +173,12 @@ def _targets(cache: Cache, ev: EvalData, findings: list[str], test_labels: np.nd
     """Per finding, at most ``n_images`` positive test rows: those with a non-empty mask where any has one."""
     rng = np.random.default_rng(cfg.seed)
     records, size = cache.records, cache.image_size
+    has_dense = annotated(records)
     targets = []
     for k, finding in enumerate(findings):
         positive = ev.test[test_labels[:, k] == 1]
-        masks = [record_mask(records.iloc[int(r)].to_dict(), finding, size) for r in positive]
+        masks = [record_mask(records.iloc[int(r)].to_dict(), finding, size) if has_dense[r] else None
+                 for r in positive]
         outlined = np.array([m is not None and bool(m.any()) for m in masks], bool)
         if outlined.any():
             rows, kept = positive[outlined], np.flatnonzero(outlined)

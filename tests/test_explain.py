@@ -18,7 +18,7 @@ from cxrl.cli import main
 from cxrl.data import rle
 from cxrl.data.cache import open_cache, write_cache
 from cxrl.data.labels import PATHOLOGIES
-from cxrl.errors import ConfigError
+from cxrl.errors import ConfigError, DataError
 from cxrl.explain import maps, pointing
 from cxrl.explain.classifier import ProbeClassifier, ZeroShotClassifier
 from cxrl.explain.gradcam import CAM_METHODS, class_activation_maps, spatial_encoder, target_layer
@@ -190,6 +190,18 @@ def test_gradcam_of_a_disc_detector_points_at_the_disc(tmp_path):
     assert metrics["encoders"][0]["head"] == "probe" and (tmp_path / "out" / "index.html").is_file()
 
 
+def test_default_findings_are_outlined_with_train_labels_and_test_positives_only(tmp_path):
+    full = disc_cache(tmp_path / "full")
+    keep = ~((full.records["split"] == "test") & (full.records["Lung Lesion"] == 0)).to_numpy()
+    cache = write_cache(tmp_path / "cache", np.asarray(full.images)[keep], full.records[keep], {"source": "disc"})
+    quick = dict(backbone="tiny_cnn", maps=["none"], n_images=2, gallery_images=1, n_bootstrap=0)
+    metrics = run_explain(["random"], cache.path, tmp_path / "a", **quick)  # no test negatives: still explained
+    assert metrics["findings"] == ["Lung Lesion"]
+    assert metrics["encoders"][0]["localization"]["Lung Lesion"]["n_images"] == 2
+    with pytest.raises(DataError, match="lower --min-positives"):
+        run_explain(["random"], cache.path, tmp_path / "b", min_positives=13, **quick)  # 12 test positives
+
+
 def test_a_cache_without_masks_gets_cams_and_says_localization_was_skipped(toy_cache, tmp_path):
     metrics = run_explain(["random"], toy_cache.path, tmp_path, backbone="tiny_cnn", maps=["none"], n_images=3,
                           gallery_images=2, min_positives=2, findings=["Cardiomegaly"])
@@ -271,3 +283,19 @@ def test_cli_gallery_loads_every_image_in_headless_chromium(phantom_cache, tmp_p
         capture_output=True, text=True, timeout=60,
     ).stdout
     assert f"loaded={n_images} broken=0" in dom
+
+
+@pytest.mark.slow
+def test_zero_shot_head_of_an_image_text_run_and_its_prompt_similarity(toy_report_cache, tmp_path):
+    from cxrl.train import pretrain
+
+    run = pretrain("convirt", toy_report_cache.path, tmp_path / "run", overrides=[
+        "backbone=tiny_cnn", "image_size=32", "batch_size=16", "num_workers=0", "warmup_epochs=0",
+        "progress_bar=false", "monitor.enabled=false", "method.proj_hidden_dim=64", "method.proj_dim=32",
+        "method.vocab_size=120", "max_steps=3"])
+    metrics = run_explain([str(run)], toy_report_cache.path, tmp_path / "out", head="zeroshot", maps=["none"],
+                          findings=["Cardiomegaly", "Edema"], n_images=2, min_positives=2)
+    assert metrics["encoders"][0]["head"] == "zeroshot"
+    sims = np.array(metrics["similarity"]["prompts"][metrics["encoders"][0]["name"]])
+    assert sims.shape == (2, 2) and np.allclose(np.diag(sims), 1) and np.allclose(sims, sims.T)
+    assert (tmp_path / "out" / metrics["plots"]["prompt_similarity"]).is_file()

@@ -3,11 +3,12 @@ findings, its class activation maps on the test images positive for each finding
 findings' masks, and pictures of the embedding space; written as PNGs, ``metrics.json`` and ``index.html``.
 
 Rows and labels are settled as ``cxrl evaluate`` settles them (:func:`cxrl.evaluate.protocol.prepare_data`:
-leakage check, selection split, label policy, findings with enough positives): the linear probe is fitted on the
-train rows with ``C`` chosen on the selection rows; maps, prototypes and CAMs use the test rows. The findings
-explained default to those the cache outlines (a mask or boxes, :mod:`cxrl.data.dense`); a finding without masks
-in its positive test rows gets CAMs but no localization numbers, and says so. The same images (at most
-``n_images`` per finding, drawn with ``seed``) are explained for every encoder.
+leakage check, selection split, label policy): the linear probe is fitted on the train rows with ``C`` chosen on
+the selection rows; maps, prototypes and CAMs use the test rows. The findings explained default to those the cache
+outlines (a mask or boxes, :mod:`cxrl.data.dense`) with ``min_positives`` positives and negatives in the train rows
+and positives in the test rows; a finding without masks in its positive test rows gets CAMs but no localization
+numbers, and says so. The same images (at most ``n_images`` per finding, drawn with ``seed``) are explained for
+every encoder.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from cxrl import __version__
 from cxrl.config import build, to_dict
 from cxrl.data.cache import Cache, open_cache
 from cxrl.data.dense import annotated, dense_findings, record_mask
-from cxrl.errors import ConfigError
+from cxrl.data.labels import PATHOLOGIES
+from cxrl.errors import ConfigError, DataError
 from cxrl.evaluate.features import cached_features
 from cxrl.evaluate.probe import fit_linear_probe, resolve_device
 from cxrl.evaluate.protocol import EvalConfig, EvalData, prepare_data, resolve_encoder
@@ -61,7 +63,7 @@ class ExplainConfig:
     top_fraction: float = pointing.TOP_FRACTION  # IoU: share of the map's highest pixels
     maps: list[str] = field(default_factory=lambda: list(MAP_METHODS))  # umap, tsne or none
     color_by: list[str] = field(default_factory=lambda: list(maps.COLOR_KEYS))
-    min_positives: int = 5  # default findings: positives and negatives in the train and test rows
+    min_positives: int = 5  # default findings: positives and negatives in the train rows, positives in the test rows
     backbone: str | None = None  # architecture of a random encoder (default: the first encoder's, else resnet18)
     device: str = "auto"
     batch_size: int = 32
@@ -105,10 +107,11 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
         raise ConfigError("cxrl explain needs at least one --encoder")
     started = time.perf_counter()
     cache = open_cache(data)
-    ev = prepare_data(cache, None, EvalConfig(pathologies=cfg.findings, min_positives=cfg.min_positives,
-                                              seed=cfg.seed))
-    notes = list(ev.notes)
-    findings = _explained_findings(cache, ev, cfg, notes)
+    notes: list[str] = []
+    candidates = cfg.findings or _outlined(cache, notes)
+    ev = prepare_data(cache, None, EvalConfig(pathologies=candidates, seed=cfg.seed))
+    notes += ev.notes
+    findings = ev.pathologies if cfg.findings else _with_enough_labels(ev, cfg.min_positives, notes)
     columns = [ev.pathologies.index(f) for f in findings]
     labels, test_labels = ev.labels[:, columns], ev.test_labels[ev.test][:, columns]
     targets = _targets(cache, ev, findings, test_labels, cfg, notes)
@@ -124,15 +127,15 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
         size = int(info.get("image_size") or cache.image_size)
         feats = cached_features(model, info["fingerprint"], cache, size, out / "features", dev, cfg.batch_size)
         text = _image_text(spec)
-        classifier, head = _classifier(model, text, cfg.head, feats, ev, labels, findings, dev, notes, name)
+        classes = None if text is None else class_embeddings(text.text.to(dev), findings, DEFAULT_PROMPTS)
+        classifier, head = _classifier(model, text, classes, cfg.head, feats, ev, labels, findings, dev, notes, name)
         entry = {**info, "name": name, "role": role, "image_size": size, **head}
-        entry["localization"], entry["gallery"] = _explain(classifier, name, cache, targets, findings, size, dev,
-                                                           cfg, out, ev)
+        entry["localization"], entry["gallery"] = _explain(classifier, name, cache, targets, size, dev, cfg, out)
         entry["macro"] = _macro(entry["localization"])
         entries.append(entry)
         embeddings[name] = feats[ev.test]
-        if text is not None:
-            prompt_sims[name] = maps.cosine_matrix(class_embeddings(text.text.to(dev), findings, DEFAULT_PROMPTS)[:, 0])
+        if classes is not None:
+            prompt_sims[name] = maps.cosine_matrix(classes[:, 0])
     plots, similarity = _pictures(embeddings, prompt_sims, cache, ev, test_labels, findings, cfg, out, notes)
     metrics = {
         "schema_version": SCHEMA_VERSION,
@@ -155,16 +158,31 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
     return metrics
 
 
-def _explained_findings(cache: Cache, ev: EvalData, cfg: ExplainConfig, notes: list[str]) -> list[str]:
-    """``--findings`` as given, else the evaluable findings the cache outlines (all of them if it outlines none)."""
-    if cfg.findings:
-        return [f for f in cfg.findings if f in ev.pathologies]
+def _outlined(cache: Cache, notes: list[str]) -> list[str]:
+    """The canonical findings the cache outlines (masks or boxes); all of them, with a note, if it outlines none."""
     outlined = set(dense_findings(cache.records))
-    chosen = [p for p in ev.pathologies if p in outlined]
+    chosen = [p for p in PATHOLOGIES if p in outlined]
     if not chosen:
-        notes.append("the cache outlines none of its evaluable findings (no masks or boxes): CAMs of "
-                     f"{', '.join(ev.pathologies)} are drawn without localization numbers")
-        return list(ev.pathologies)
+        notes.append("the cache outlines no finding (no masks or boxes): CAMs are drawn without localization numbers")
+        return list(PATHOLOGIES)
+    return chosen
+
+
+def _with_enough_labels(ev: EvalData, min_positives: int, notes: list[str]) -> list[str]:
+    """The findings with >= ``min_positives`` positives and negatives in the train rows (the probe) and positives
+    in the test rows (the CAMs); test negatives are not needed. The others are named in ``notes``."""
+    train = ev.labels[(ev.records["split"] == "train").to_numpy()]
+    test = ev.test_labels[ev.test]
+    counts = {p: ((train[:, k] == 1).sum(), (train[:, k] == 0).sum(), (test[:, k] == 1).sum())
+              for k, p in enumerate(ev.pathologies)}
+    chosen = [p for p, c in counts.items() if min(c) >= min_positives]
+    left_out = [f"{p} (train {c[0]}+/{c[1]}-, test {c[2]}+)" for p, c in counts.items() if p not in chosen]
+    if left_out:
+        notes.append(f"left out, fewer than --min-positives {min_positives} train positives or negatives or test "
+                     f"positives: {', '.join(left_out)}")
+    if not chosen:
+        raise DataError(f"no finding has >= {min_positives} positives and negatives in the train rows and positives "
+                        "in the test rows; lower --min-positives or name some with --findings")
     return chosen
 
 
@@ -201,12 +219,13 @@ def _image_text(spec: str | Path) -> Any:
     return None
 
 
-def _classifier(model, text, head: str, feats: np.ndarray, ev: EvalData, labels: np.ndarray, findings: list[str],
-                dev: torch.device, notes: list[str], name: str) -> tuple[torch.nn.Module, dict]:
-    """The zero-shot head of an image-text encoder when asked, else the linear probe fitted on the train rows."""
+def _classifier(model, text, classes: np.ndarray | None, head: str, feats: np.ndarray, ev: EvalData,
+                labels: np.ndarray, findings: list[str], dev: torch.device, notes: list[str], name: str
+                ) -> tuple[torch.nn.Module, dict]:
+    """The zero-shot head of an image-text encoder (``text``, prompt ensembles ``classes``) when asked, else the
+    linear probe fitted on the train rows."""
     if head == "zeroshot":
         if text is not None:
-            classes = class_embeddings(text.text.to(dev), findings, DEFAULT_PROMPTS)
             return ZeroShotClassifier(text.image, classes), {"head": "zeroshot"}
         notes.append(f"{name}: no text side, so its CAMs are of the linear probe, not of a zero-shot head")
     train = np.flatnonzero((ev.records["split"] == "train").to_numpy())
@@ -215,8 +234,8 @@ def _classifier(model, text, head: str, feats: np.ndarray, ev: EvalData, labels:
                                                                                    strict=True))}
 
 
-def _explain(classifier, name: str, cache: Cache, targets: list[Target], findings: list[str], size: int,
-             dev: torch.device, cfg: ExplainConfig, out: Path, ev: EvalData) -> tuple[dict, dict]:
+def _explain(classifier, name: str, cache: Cache, targets: list[Target], size: int, dev: torch.device,
+             cfg: ExplainConfig, out: Path) -> tuple[dict, dict]:
     """CAMs of every target image; per finding the localization summary (None without masks) and the gallery."""
     encoder = spatial_encoder(classifier.image, name)
     rng = np.random.default_rng(cfg.seed)

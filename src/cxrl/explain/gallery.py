@@ -23,7 +23,7 @@ def _num(x, spec: str = ".3f") -> str:
 
 def _ci(entry: dict, key: str) -> str:
     ci = entry.get(f"{key}_ci")
-    return _num(entry.get(key)) + ("" if not ci or None in ci else f" ({ci[0]:.3f}–{ci[1]:.3f})")
+    return _num(entry.get(key)) + ("" if not ci or None in ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
 
 
 def localization_table(entry: dict, findings: list[str]) -> str:
@@ -74,7 +74,7 @@ def gallery_html(metrics: dict) -> str:
             f"pixels against the mask; random: the same for uniform-random maps. Margin: map minus random; "
             f"brackets: patient-bootstrap 95 % intervals.</p>"]
     for e in entries:
-        body.append(f"<h3>{html.escape(e['name'])} ({html.escape(e['role'])}, {html.escape(e['head'])} head)</h3>")
+        body.append(f"<h3>{html.escape(e['name'])}: {html.escape(e['head'])} head</h3>")
         body.append(localization_table(e, findings))
     body.append("<h2>Class activation maps</h2><p>Left: the image, the finding's mask outlined in green; right: "
                 "the map over it, a white cross at its maximum.</p>")

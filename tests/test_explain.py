@@ -120,11 +120,12 @@ def test_every_cam_reaches_the_last_spatial_stage_and_returns_unit_maps(name):
         assert cams.shape == (2, 48, 48) and cams.min() >= 0 and cams.max() <= 1 + 1e-6, method
 
 
-def test_an_encoder_without_a_spatial_stage_is_a_clear_error():
+def test_an_encoder_without_a_spatial_stage_is_a_clear_error(toy_cache, tmp_path):
     with pytest.raises(ConfigError, match="no spatial feature map"):
         spatial_encoder(torch.nn.Linear(3, 3), "linear")
-    with pytest.raises(ConfigError, match="no last spatial stage"):
-        target_layer(create_encoder("torchvision:alexnet"))
+    with pytest.raises(ConfigError, match="'torchvision:alexnet' exposes no last spatial stage"):
+        run_explain(["random"], toy_cache.path, tmp_path, backbone="torchvision:alexnet", min_positives=2)
+    assert not (tmp_path / "features").exists()  # refused before any work
     with pytest.raises(ConfigError, match="--cam"):
         run_explain(["random"], "unused", "unused", cam="nope")
 

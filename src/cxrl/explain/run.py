@@ -39,7 +39,7 @@ from cxrl.evaluate.zeroshot import DEFAULT_PROMPTS, class_embeddings
 from cxrl.explain import maps, pointing
 from cxrl.explain.classifier import ProbeClassifier, ZeroShotClassifier
 from cxrl.explain.gallery import write_gallery
-from cxrl.explain.gradcam import CAM_METHODS, class_activation_maps, spatial_encoder
+from cxrl.explain.gradcam import CAM_METHODS, class_activation_maps, spatial_encoder, target_layer
 from cxrl.explain.overlay import write_overlay
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,11 @@ class ExplainConfig:
             raise ConfigError(f"--cam {self.cam!r}: expected one of {', '.join(CAM_METHODS)}")
         if self.head not in HEADS:
             raise ConfigError(f"--head {self.head!r}: expected one of {', '.join(HEADS)}")
-        bad_maps = sorted(set(self.maps) - {*MAP_METHODS, "none"})
-        bad_keys = sorted(set(self.color_by) - set(maps.COLOR_KEYS))
-        if bad_maps or bad_keys:
-            raise ConfigError(f"unknown --maps {bad_maps} / --color-by {bad_keys}; expected some of "
-                              f"{', '.join(MAP_METHODS)} (or none) / {', '.join(maps.COLOR_KEYS)}")
+        for option, given, allowed in (("--maps", self.maps, (*MAP_METHODS, "none")),
+                                       ("--color-by", self.color_by, maps.COLOR_KEYS)):
+            unknown = sorted(set(given) - set(allowed))
+            if unknown:
+                raise ConfigError(f"{option}: unknown {', '.join(unknown)}; expected some of {', '.join(allowed)}")
         for key in ("n_images", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, found {getattr(self, key)}")
@@ -124,6 +124,7 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
         backbone = cfg.backbone or (entries[0]["backbone"] if entries else None) or "resnet18"
         model, info = resolve_encoder(spec, EvalConfig(backbone=backbone, seed=cfg.seed))
         name = _unique(f"{info['name']} (baseline)" if role == "baseline" else info["name"], embeddings)
+        target_layer(spatial_encoder(model, name))  # no spatial stage: a ConfigError before any work
         size = int(info.get("image_size") or cache.image_size)
         feats = cached_features(model, info["fingerprint"], cache, size, out / "features", dev, cfg.batch_size)
         text = _image_text(spec)

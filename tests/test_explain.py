@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cxrl.cli import main
 from cxrl.data import rle
@@ -20,7 +21,7 @@ from cxrl.data.cache import open_cache, write_cache
 from cxrl.data.labels import PATHOLOGIES
 from cxrl.errors import ConfigError, DataError
 from cxrl.explain import maps, pointing
-from cxrl.explain.classifier import ProbeClassifier, ZeroShotClassifier
+from cxrl.explain.classifier import ProbeClassifier
 from cxrl.explain.gradcam import CAM_METHODS, class_activation_maps, spatial_encoder, target_layer
 from cxrl.explain.run import run_explain
 from cxrl.models import create_encoder, save_encoder
@@ -84,6 +85,7 @@ def test_summary_margins_are_map_minus_random_with_patient_intervals():
 def test_probe_and_zero_shot_heads_reproduce_their_numpy_scores():
     from cxrl.evaluate.probe import fit_linear_probe
     from cxrl.evaluate.zeroshot import zeroshot_scores
+    from cxrl.explain.saliency import TextSimilarity
 
     torch.manual_seed(0)
     encoder = create_encoder("tiny_cnn").eval()
@@ -97,8 +99,8 @@ def test_probe_and_zero_shot_heads_reproduce_their_numpy_scores():
                                    rtol=1e-4, atol=1e-4)
     classes = np.random.default_rng(0).normal(size=(3, 2, encoder.num_features))
     classes /= np.linalg.norm(classes, axis=2, keepdims=True)
-    with torch.no_grad():
-        logits = ZeroShotClassifier(encoder, classes)(x).numpy()
+    ensembles = torch.as_tensor(classes, dtype=torch.float32)
+    logits = np.stack([TextSimilarity(e[0], e[1], scale=1.0)(torch.as_tensor(feats)).numpy() for e in ensembles], 1)
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), zeroshot_scores(feats, classes), rtol=1e-4, atol=1e-5)
 
 
@@ -116,14 +118,15 @@ def test_every_cam_reaches_the_last_spatial_stage_and_returns_unit_maps(name):
     images = np.random.default_rng(0).integers(0, 255, (2, 48, 48), dtype=np.uint8)
     methods = CAM_METHODS if name == "tiny_cnn" else ["gradcam"]
     for method in methods:
-        cams = class_activation_maps(model, encoder, images, np.array([0, 1]), method, image_size=64)
+        targets = [ClassifierOutputTarget(0), ClassifierOutputTarget(1)]
+        cams = class_activation_maps(model, encoder, images, targets, method, image_size=64)
         assert cams.shape == (2, 48, 48) and cams.min() >= 0 and cams.max() <= 1 + 1e-6, method
 
 
 def test_an_encoder_without_a_spatial_stage_is_a_clear_error(toy_cache, tmp_path):
     with pytest.raises(ConfigError, match="no spatial feature map"):
         spatial_encoder(torch.nn.Linear(3, 3), "linear")
-    with pytest.raises(ConfigError, match="'torchvision:alexnet' exposes no last spatial stage"):
+    with pytest.raises(ConfigError, match="'torchvision:alexnet' exposes no stages"):
         run_explain(["random"], toy_cache.path, tmp_path, backbone="torchvision:alexnet", min_positives=2)
     assert not (tmp_path / "features").exists()  # refused before any work
     with pytest.raises(ConfigError, match="--cam"):

@@ -1,24 +1,24 @@
 """Class activation maps through pytorch-grad-cam (Gildenblat et al.): Grad-CAM (Selvaraju et al. 2017), Grad-CAM++
 (Chattopadhay et al. 2018), HiResCAM, XGrad-CAM, LayerCAM, Score-CAM (Wang et al. 2020), Eigen-CAM (Muhammad &
-Yeasin 2020) and Eigen-Grad-CAM, of a classifier (:mod:`cxrl.explain.classifier`) at its encoder's last spatial
-stage: tiny_cnn's last conv block, a timm CNN's last feature stage (``feature_info``), a ViT's last block's first
-norm with its patch tokens reshaped to the grid (pytorch-grad-cam's ViT recipe)."""
+Yeasin 2020) and Eigen-Grad-CAM, of a score of the image (a linear probe's logit, an image-text zero-shot logit) at
+the encoder's last spatial stage: tiny_cnn's last conv block, a timm CNN's last feature stage (``feature_info``), a
+ViT's last block's first norm with its patch tokens reshaped to the grid (pytorch-grad-cam's ViT recipe)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import cv2
 import numpy as np
 import pytorch_grad_cam as pgc
 import torch
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from cxrl.errors import ConfigError
 from cxrl.evaluate.features import eval_input
-from cxrl.models.encoders import Encoder, TinyCNN, patch_grid
+from cxrl.explain.saliency import stage_layer
+from cxrl.models.encoders import Encoder, patch_grid
 
 CAM_METHODS: dict[str, type] = {
     "gradcam": pgc.GradCAM,
@@ -33,7 +33,8 @@ CAM_METHODS: dict[str, type] = {
 
 
 def spatial_encoder(image: nn.Module, name: str) -> Encoder:
-    """The :class:`Encoder` behind an image module (itself, or an image-text model's ``encoder``)."""
+    """The :class:`Encoder` behind a module: itself, or its ``encoder`` (a probe classifier, an image-text
+    model's image side)."""
     encoder = image if isinstance(image, Encoder) else getattr(image, "encoder", None)
     if not isinstance(encoder, Encoder):
         raise ConfigError(f"encoder {name!r} ({type(image).__name__}) exposes no spatial feature map for Grad-CAM; "
@@ -42,38 +43,35 @@ def spatial_encoder(image: nn.Module, name: str) -> Encoder:
 
 
 def target_layer(encoder: Encoder) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor] | None]:
-    """The module whose output Grad-CAM weighs, and the transform of that output to ``(B, C, h, w)`` if needed."""
+    """The module whose output Grad-CAM weighs, and the transform of that output to ``(B, C, h, w)`` if needed: a
+    ViT's last block's first norm (its tokens to the patch grid), else the last stage of
+    :func:`cxrl.explain.saliency.stage_layer`."""
     backbone = encoder.backbone
-    if isinstance(backbone, TinyCNN):
-        return backbone.features[-1], None
     blocks = getattr(backbone, "blocks", None)
     if blocks is not None and hasattr(backbone, "num_prefix_tokens"):
         return blocks[-1].norm1, partial(patch_grid, prefix_tokens=backbone.num_prefix_tokens, name=encoder.name)
-    info = getattr(backbone, "feature_info", None)
-    if info:
-        return backbone.get_submodule(info[-1]["module"]), None
-    raise ConfigError(f"encoder {encoder.name!r} exposes no last spatial stage for Grad-CAM; tiny_cnn and timm "
-                      "backbones (resnet, densenet, convnext, vit) do")
+    return stage_layer(encoder)
 
 
 def class_activation_maps(
     model: nn.Module,
     encoder: Encoder,
     images: np.ndarray,
-    classes: np.ndarray,
+    targets: Sequence[Callable[[torch.Tensor], torch.Tensor]],
     method: str,
     image_size: int,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """``(N, H, W)`` maps in ``[0, 1]`` of uint8 ``images`` ``(N, H, W)`` for the logit ``classes[i]`` of
-    ``model`` (``(B, K)`` logits), computed at ``image_size`` and resized to the images' ``H x W``."""
+    """``(N, H, W)`` maps in ``[0, 1]`` of uint8 ``images`` ``(N, H, W)``, image ``i`` for the score
+    ``targets[i](model output)`` (a ``ClassifierOutputTarget`` of a logit, a ``TextSimilarity``), computed at
+    ``image_size`` and resized to the images' ``H x W``."""
     if method not in CAM_METHODS:
         raise ConfigError(f"--cam {method!r}: expected one of {', '.join(CAM_METHODS)}")
     layer, reshape = target_layer(encoder)
     x = eval_input(images, image_size, device)
     cam = CAM_METHODS[method](model=model.eval().to(device), target_layers=[layer], reshape_transform=reshape)
     try:  # not its context manager, which swallows an IndexError
-        maps = cam(x, targets=[ClassifierOutputTarget(int(k)) for k in classes])
+        maps = cam(x, targets=list(targets))
     finally:
         cam.activations_and_grads.release()
     height, width = images.shape[1:]

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from cxrl.errors import ConfigError
-from cxrl.evaluate.metrics import bootstrap_weights, percentiles
+from cxrl.evaluate.metrics import bootstrap_mean_ci
 
 TOP_FRACTION = 0.1  # IoU: the top 10 % of the map's pixels
 LEVEL = 0.95
@@ -106,11 +106,7 @@ def summarize(scores: dict[str, np.ndarray], groups: Sequence | None = None, n_b
     }
     out: dict[str, float | int | list | None] = {"n_images": n}
     out |= {k: float(v.mean()) for k, v in columns.items()}
-    with_ci = ("pointing_game", "pointing_game_margin", "iou", "iou_margin")
-    if n_boot:
-        table = np.stack([columns[k] for k in with_ci], axis=1)
-        samples = np.concatenate([w @ table / w.sum(1, keepdims=True)
-                                  for _, w in bootstrap_weights(n, groups, n_boot, seed)])
-        for key, ci in zip(with_ci, percentiles(samples, (1 - LEVEL) / 2), strict=True):
-            out[f"{key}_ci"] = [float(c) for c in ci]
+    if n_boot:  # one seed: every interval comes from the same replicates
+        for key in ("pointing_game", "pointing_game_margin", "iou", "iou_margin"):
+            out[f"{key}_ci"] = [float(c) for c in bootstrap_mean_ci(columns[key], groups, n_boot, seed, LEVEL)]
     return out

@@ -17,12 +17,14 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from tqdm.auto import tqdm
 
 from cxrl import __version__
@@ -37,10 +39,11 @@ from cxrl.evaluate.protocol import EvalConfig, EvalData, prepare_data, resolve_e
 from cxrl.evaluate.report import json_safe
 from cxrl.evaluate.zeroshot import DEFAULT_PROMPTS, class_embeddings
 from cxrl.explain import maps, pointing
-from cxrl.explain.classifier import ProbeClassifier, ZeroShotClassifier
+from cxrl.explain.classifier import ProbeClassifier
 from cxrl.explain.gallery import write_gallery
 from cxrl.explain.gradcam import CAM_METHODS, class_activation_maps, spatial_encoder, target_layer
 from cxrl.explain.overlay import write_overlay
+from cxrl.explain.saliency import TextSimilarity
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -90,7 +93,7 @@ class ExplainConfig:
 
 
 @dataclass
-class Target:
+class Selection:
     """The test images explained for one finding: cache rows, their masks (``None``: not localizable)."""
 
     finding: str
@@ -114,7 +117,7 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
     findings = ev.pathologies if cfg.findings else _with_enough_labels(ev, cfg.min_positives, notes)
     columns = [ev.pathologies.index(f) for f in findings]
     labels, test_labels = ev.labels[:, columns], ev.test_labels[ev.test][:, columns]
-    targets = _targets(cache, ev, findings, test_labels, cfg, notes)
+    selections = _selections(cache, ev, findings, test_labels, cfg, notes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(cfg.device)
@@ -129,9 +132,11 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
         feats = cached_features(model, info["fingerprint"], cache, size, out / "features", dev, cfg.batch_size)
         text = _image_text(spec)
         classes = None if text is None else class_embeddings(text.text.to(dev), findings, DEFAULT_PROMPTS)
-        classifier, head = _classifier(model, text, classes, cfg.head, feats, ev, labels, findings, dev, notes, name)
+        scored, cam_targets, head = _head(model, text, classes, cfg.head, feats, ev, labels, findings, dev, notes,
+                                          name)
         entry = {**info, "name": name, "role": role, "image_size": size, **head}
-        entry["localization"], entry["gallery"] = _explain(classifier, name, cache, targets, size, dev, cfg, out)
+        entry["localization"], entry["gallery"] = _explain(scored, cam_targets, name, cache, selections, size, dev,
+                                                           cfg, out)
         entry["macro"] = _macro(entry["localization"])
         entries.append(entry)
         embeddings[name] = feats[ev.test]
@@ -187,13 +192,13 @@ def _with_enough_labels(ev: EvalData, min_positives: int, notes: list[str]) -> l
     return chosen
 
 
-def _targets(cache: Cache, ev: EvalData, findings: list[str], test_labels: np.ndarray, cfg: ExplainConfig,
-             notes: list[str]) -> list[Target]:
+def _selections(cache: Cache, ev: EvalData, findings: list[str], test_labels: np.ndarray, cfg: ExplainConfig,
+             notes: list[str]) -> list[Selection]:
     """Per finding, at most ``n_images`` positive test rows: those with a non-empty mask where any has one."""
     rng = np.random.default_rng(cfg.seed)
     records, size = cache.records, cache.image_size
     has_dense = annotated(records)
-    targets = []
+    selections = []
     for k, finding in enumerate(findings):
         positive = ev.test[test_labels[:, k] == 1]
         masks = [record_mask(records.iloc[int(r)].to_dict(), finding, size) if has_dense[r] else None
@@ -206,8 +211,8 @@ def _targets(cache: Cache, ev: EvalData, findings: list[str], test_labels: np.nd
             rows, kept = positive, np.arange(0)
         pick = np.sort(rng.choice(len(rows), min(cfg.n_images, len(rows)), replace=False))
         stack = np.stack([masks[kept[i]] for i in pick]) if len(kept) else None
-        targets.append(Target(finding, rows[pick], stack))
-    return targets
+        selections.append(Selection(finding, rows[pick], stack))
+    return selections
 
 
 def _image_text(spec: str | Path) -> Any:
@@ -220,48 +225,51 @@ def _image_text(spec: str | Path) -> Any:
     return None
 
 
-def _classifier(model, text, classes: np.ndarray | None, head: str, feats: np.ndarray, ev: EvalData,
-                labels: np.ndarray, findings: list[str], dev: torch.device, notes: list[str], name: str
-                ) -> tuple[torch.nn.Module, dict]:
-    """The zero-shot head of an image-text encoder (``text``, prompt ensembles ``classes``) when asked, else the
-    linear probe fitted on the train rows."""
+def _head(model, text, classes: np.ndarray | None, head: str, feats: np.ndarray, ev: EvalData, labels: np.ndarray,
+          findings: list[str], dev: torch.device, notes: list[str], name: str
+          ) -> tuple[torch.nn.Module, list[Callable], dict]:
+    """The module the CAMs run through and, per finding, the score of its output they explain: an image-text
+    encoder's image side and CheXzero's zero-shot logit ``cos(v, e+) - cos(v, e-)`` (prompt ensembles ``classes``)
+    when asked, else the linear probe fitted on the train rows and its logit."""
     if head == "zeroshot":
         if text is not None:
-            return ZeroShotClassifier(text.image, classes), {"head": "zeroshot"}
+            ensembles = torch.as_tensor(classes, dtype=torch.float32)
+            return text.image, [TextSimilarity(e[0], e[1], scale=1.0) for e in ensembles], {"head": "zeroshot"}
         notes.append(f"{name}: no text side, so its CAMs are of the linear probe, not of a zero-shot head")
     train = np.flatnonzero((ev.records["split"] == "train").to_numpy())
     probe = fit_linear_probe(feats[train], labels[train], feats[ev.valid], labels[ev.valid], device=str(dev))
-    return ProbeClassifier(model, probe), {"head": "probe", "probe_C": dict(zip(findings, probe.C.tolist(),
-                                                                                   strict=True))}
+    return (ProbeClassifier(model, probe), [ClassifierOutputTarget(k) for k in range(len(findings))],
+            {"head": "probe", "probe_C": dict(zip(findings, probe.C.tolist(), strict=True))})
 
 
-def _explain(classifier, name: str, cache: Cache, targets: list[Target], size: int, dev: torch.device,
-             cfg: ExplainConfig, out: Path) -> tuple[dict, dict]:
-    """CAMs of every target image; per finding the localization summary (None without masks) and the gallery."""
-    encoder = spatial_encoder(classifier.image, name)
+def _explain(scored: torch.nn.Module, cam_targets: list[Callable], name: str, cache: Cache,
+             selections: list[Selection], size: int, dev: torch.device, cfg: ExplainConfig, out: Path
+             ) -> tuple[dict, dict]:
+    """CAMs of every selected image; per finding the localization summary (None without masks) and the gallery."""
+    encoder = spatial_encoder(scored, name)
     rng = np.random.default_rng(cfg.seed)
     patients = cache.records["patient_id"].astype(str).to_numpy()
     localization, gallery = {}, {}
-    bar = tqdm(total=sum(len(t.rows) for t in targets), desc=f"CAM {name}", unit="img")
-    for k, target in enumerate(targets):
+    bar = tqdm(total=sum(len(t.rows) for t in selections), desc=f"CAM {name}", unit="img")
+    for picked, cam_target in zip(selections, cam_targets, strict=True):
         cams = []
-        for start in range(0, len(target.rows), cfg.batch_size):
-            rows = target.rows[start:start + cfg.batch_size]
-            cams.append(class_activation_maps(classifier, encoder, cache.images[rows], np.full(len(rows), k),
+        for start in range(0, len(picked.rows), cfg.batch_size):
+            rows = picked.rows[start:start + cfg.batch_size]
+            cams.append(class_activation_maps(scored, encoder, cache.images[rows], [cam_target] * len(rows),
                                               cfg.cam, size, dev))
             bar.update(len(rows))
         cam = np.concatenate(cams) if cams else np.zeros((0, cache.image_size, cache.image_size), np.float32)
         scores = None
-        if target.masks is not None:
-            scores = pointing.score_maps(cam, target.masks, rng, cfg.tolerance, cfg.top_fraction)
-            localization[target.finding] = pointing.summarize(scores, patients[target.rows], cfg.n_bootstrap,
+        if picked.masks is not None:
+            scores = pointing.score_maps(cam, picked.masks, rng, cfg.tolerance, cfg.top_fraction)
+            localization[picked.finding] = pointing.summarize(scores, patients[picked.rows], cfg.n_bootstrap,
                                                               cfg.seed)
         else:
-            localization[target.finding] = None
-        gallery[target.finding] = [
-            _gallery_item(cache, int(row), cam[i], None if target.masks is None else target.masks[i], scores, i,
-                          out / "cams" / _slug(name) / _slug(target.finding) / f"{int(row)}.png", out)
-            for i, row in enumerate(target.rows[: cfg.gallery_images])
+            localization[picked.finding] = None
+        gallery[picked.finding] = [
+            _gallery_item(cache, int(row), cam[i], None if picked.masks is None else picked.masks[i], scores, i,
+                          out / "cams" / _slug(name) / _slug(picked.finding) / f"{int(row)}.png", out)
+            for i, row in enumerate(picked.rows[: cfg.gallery_images])
         ]
     bar.close()
     return localization, gallery

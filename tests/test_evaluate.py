@@ -182,12 +182,12 @@ def test_embedding_map_falls_back_to_tsne_when_umap_fails(tmp_path, monkeypatch,
 @pytest.mark.slow
 def test_umap_map_keeps_two_separated_groups_apart():
     """The real UMAP path (no fallback): two well-separated groups stay apart in the 2-D map (~20 s, numba)."""
-    from cxrl.evaluate.plots import _project
+    from cxrl.evaluate.plots import project
 
     rng = np.random.default_rng(0)
     x = np.r_[rng.normal(size=(60, 16)), rng.normal(size=(60, 16)) + 6].astype(np.float32)
     group = np.r_[np.zeros(60, bool), np.ones(60, bool)]
-    xy, used = _project(x, "umap")
+    xy, used = project(x, "umap")
     assert used == "umap" and xy.shape == (120, 2)
     centre_a, centre_b = xy[~group].mean(0), xy[group].mean(0)
     nearer_b = np.linalg.norm(xy - centre_b, axis=1) < np.linalg.norm(xy - centre_a, axis=1)

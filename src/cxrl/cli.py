@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("cxrl.train", "pre-train encoders with a registered method (simclr, moco, byol, swav, supervised)"),
     "evaluate": ("cxrl.evaluate.cli", "evaluate an encoder across label fractions (linear, finetune, ...)"),
     "compare": ("cxrl.evaluate.compare", "one table of several encoders' evaluations"),
+    "explain": ("cxrl.explain.cli", "Grad-CAM, pointing game, embedding maps and similarity heatmaps (HTML gallery)"),
     "label-reports": ("cxrl.data.text.label_cli", "the 14 CheXpert labels of free-text reports (rule labeler)"),
     "demo": ("cxrl.demo", "phantom -> cache -> SimCLR -> evaluation, end to end"),
 }

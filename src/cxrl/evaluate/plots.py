@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 DPI = 110
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -41,7 +41,7 @@ def roc_curves(labels: np.ndarray, scores: np.ndarray, pathologies: list[str], p
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
     ax.legend(loc="lower right", fontsize=8, title="class (AUROC)", title_fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def label_efficiency(summary: dict, path: Path, label: str) -> Path:
@@ -63,7 +63,7 @@ def label_efficiency(summary: dict, path: Path, label: str) -> Path:
     ax.grid(alpha=0.3)
     ax.margins(x=0.06)  # whole markers at 1 % and 100 %
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)  # outside: never over a point
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def per_class_auroc(run: dict, pathologies: list[str], path: Path, title: str) -> Path:
@@ -84,7 +84,7 @@ def per_class_auroc(run: dict, pathologies: list[str], path: Path, title: str) -
     ax.set(xlim=(low, 1.09), xlabel="test AUROC (bar from chance; whiskers: bootstrap 95% CI)", title=title)
     ax.set_xticks([t for t in ax.get_xticks() if t <= 1.0])
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrices(run: dict, pathologies: list[str], path: Path) -> Path:
@@ -104,7 +104,7 @@ def confusion_matrices(run: dict, pathologies: list[str], path: Path) -> Path:
         ax.set_title(f"{name}\nthreshold {thr:.3g}" if thr is not None else name, fontsize=9)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def embedding_map(
@@ -114,22 +114,30 @@ def embedding_map(
     if len(embedding) < 5:
         log.info("embedding map skipped: %d test rows", len(embedding))
         return None
-    xy, used = _project(np.asarray(embedding, dtype=np.float32), method)
+    xy, used = project(np.asarray(embedding, dtype=np.float32), method)
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
-    colours = {
-        "negative": ("tab:blue", labels == 0),
-        "positive": ("tab:red", labels == 1),
-        "unknown": ("0.7", np.isnan(labels)),
-    }
-    for label, (c, m) in colours.items():
-        if m.any():
-            ax.scatter(xy[m, 0], xy[m, 1], s=9, c=c, alpha=0.7, label=f"{label} ({int(m.sum())})")
+    scatter_groups(ax, xy, label_groups(labels))
     ax.set(title=f"{used.upper()} of test embeddings, coloured by {name}", xticks=[], yticks=[])
+    return save_figure(fig, path)
+
+
+def label_groups(labels: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+    """The negative, positive and unknown rows of one label column (1, 0, NaN), each with its colour."""
+    return {"negative": ("tab:blue", labels == 0), "positive": ("tab:red", labels == 1),
+            "unknown": ("0.7", np.isnan(labels))}
+
+
+def scatter_groups(ax, xy: np.ndarray, groups: dict[str, tuple[str, np.ndarray]]) -> None:
+    """Scatter the 2-D points ``xy`` group by group (``name -> (colour, row mask)``), counts in the legend."""
+    for label, (c, m) in groups.items():
+        if m.any():
+            ax.scatter(xy[m, 0], xy[m, 1], s=9, color=c, alpha=0.7, label=f"{label} ({int(m.sum())})")
     ax.legend(fontsize=8, markerscale=1.5)
-    return _save(fig, path)
 
 
-def _project(x: np.ndarray, method: str) -> tuple[np.ndarray, str]:
+def project(x: np.ndarray, method: str) -> tuple[np.ndarray, str]:
+    """``x`` ``(N, D)`` in 2-D by ``method`` (``umap`` or ``tsne``) and the method used: t-SNE (van der Maaten &
+    Hinton 2008) when asked or when UMAP fails."""
     if method == "umap":
         try:
             import umap
@@ -173,4 +181,4 @@ def subgroup_tpr_gaps(subgroups: dict, pathologies: list[str], path: Path, title
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, fontsize=8)
     axes[0, 0].set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

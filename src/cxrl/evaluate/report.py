@@ -246,7 +246,7 @@ def html_report(metrics: dict, markdown: str) -> str:
 
     def flush() -> None:
         if block and block[0].startswith("|"):
-            body.append(_html_table(block))
+            body.append(html_table(block))
         elif block:
             body.append("<ul>" + "".join(f"<li>{html.escape(b[2:]).replace('`', '')}</li>" for b in block) + "</ul>")
         block.clear()
@@ -279,7 +279,8 @@ def html_report(metrics: dict, markdown: str) -> str:
     )
 
 
-def _html_table(lines: list[str]) -> str:
+def html_table(lines: list[str]) -> str:
+    """An HTML table of markdown table ``lines`` (header, separator, rows), cells escaped."""
     cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
     head, rows = cells[0], cells[2:]
     out = ["<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"]

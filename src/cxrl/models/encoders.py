@@ -82,11 +82,7 @@ class Encoder(nn.Module):
         backbone = self.backbone
         if features.ndim == 4:
             return features
-        tokens = features[:, getattr(backbone, "num_prefix_tokens", 0):]
-        side = math.isqrt(tokens.shape[1])
-        if side * side != tokens.shape[1]:
-            raise ConfigError(f"encoder {self.name!r}: {tokens.shape[1]} patch tokens make no square grid")
-        return tokens.transpose(1, 2).reshape(len(tokens), tokens.shape[2], side, side)
+        return patch_grid(features, getattr(backbone, "num_prefix_tokens", 0), self.name)
 
     def feature_maps(self, x: torch.Tensor, n: int = 4) -> list[torch.Tensor]:
         """The last ``n`` stages' spatial maps ``(B, C_i, h_i, w_i)``, shallow to deep (strides 4-32 for a CNN at
@@ -98,6 +94,16 @@ class Encoder(nn.Module):
         if not hasattr(backbone, "forward_intermediates"):
             raise ConfigError(f"encoder {self.name!r} exposes no feature pyramid (timm models and tiny_cnn do)")
         return list(backbone.forward_intermediates(x, indices=n, intermediates_only=True))
+
+
+def patch_grid(tokens: torch.Tensor, prefix_tokens: int, name: str = "encoder") -> torch.Tensor:
+    """A ViT's tokens ``(B, prefix + h * w, C)`` as the patch grid ``(B, C, h, w)``, without the ``prefix_tokens``
+    (class, register) tokens; the grid must be square."""
+    patches = tokens[:, prefix_tokens:]
+    side = math.isqrt(patches.shape[1])
+    if side * side != patches.shape[1]:
+        raise ConfigError(f"encoder {name!r}: {patches.shape[1]} patch tokens make no square grid")
+    return patches.transpose(1, 2).reshape(len(patches), patches.shape[2], side, side)
 
 
 class TinyCNN(nn.Module):

@@ -21,7 +21,7 @@ test: lint chromium
 # The `cxrl explain` gallery test loads index.html in headless Chromium (Debian's package; no Python dependency).
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y chromium; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 		else echo "Chromium is missing: the explain gallery test is skipped (fails under CI=1); install it with" \
 			"'sudo apt-get install -y chromium'"; fi; \
 	fi

@@ -56,7 +56,7 @@ from cxrl.evaluate.segmentation import mask_dice
 from cxrl.evaluate.zeroshot import DEFAULT_PROMPTS, PromptPair, ensemble_embeddings
 from cxrl.explain.pseudo_masks import CrfSettings, pseudo_mask
 from cxrl.explain.sam import load_sam, sam_refine
-from cxrl.models.encoders import STAGE_MODULES, TinyCNN
+from cxrl.models.encoders import STAGE_MODULES, TinyCNN, patch_grid
 from cxrl.models.image_text import ImageTextModel, load_image_text
 
 log = logging.getLogger(__name__)
@@ -116,11 +116,11 @@ def stage_layer(encoder: nn.Module, stage: int = -1) -> tuple[nn.Module, Callabl
         return _pick(stages, stage, encoder), None
     info = getattr(backbone, "feature_info", None)
     if not info:
-        raise ConfigError(f"saliency: encoder {getattr(encoder, 'name', type(encoder).__name__)!r} exposes no "
+        raise ConfigError(f"encoder {getattr(encoder, 'name', type(encoder).__name__)!r} exposes no "
                           f"stages (tiny_cnn and timm models do)")
     layer = backbone.get_submodule(_pick(info, stage, encoder)["module"])
     prefix = getattr(backbone, "num_prefix_tokens", None)
-    return layer, (partial(_token_grid, prefix=prefix) if prefix is not None else None)
+    return layer, (partial(patch_grid, prefix_tokens=prefix, name=encoder.name) if prefix is not None else None)
 
 
 def _pick(stages: Sequence, stage: int, encoder: nn.Module) -> Any:
@@ -128,13 +128,6 @@ def _pick(stages: Sequence, stage: int, encoder: nn.Module) -> Any:
         raise ConfigError(f"saliency stage {stage}: encoder {getattr(encoder, 'name', '')!r} has {len(stages)} "
                           f"stages (use -{len(stages)}..{len(stages) - 1})")
     return stages[stage]
-
-
-def _token_grid(tokens: torch.Tensor, prefix: int) -> torch.Tensor:
-    """ViT tokens ``(B, prefix + h*w, C)`` -> ``(B, C, h, w)`` (square grid)."""
-    grid = tokens[:, prefix:]
-    side = int(round(grid.shape[1] ** 0.5))
-    return grid.transpose(1, 2).reshape(len(grid), grid.shape[2], side, side)
 
 
 def text_saliency(

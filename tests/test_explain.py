@@ -250,7 +250,7 @@ def phantom_cache(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("explain_phantom")
     root = write_dataset(tmp / "ph", n=90, size=64, layout="mimic", seed=11, workers=1)
-    prepare("mimic", root, tmp / "c0", size=32, workers=1)
+    prepare("mimic", root, tmp / "c0", size=32, workers=1, reports=True)
     cache = open_cache(tmp / "c0")
     records = patient_split(cache.records.assign(split=None), seed=0, fractions=(0.5, 0.2, 0.3))
     return write_cache(tmp / "cache", np.asarray(cache.images), records, cache.manifest)
@@ -261,8 +261,14 @@ def test_cli_gallery_loads_every_image_in_headless_chromium(phantom_cache, tmp_p
         if os.environ.get("CI"):
             pytest.fail("Chromium is missing in CI: `make test` installs it as root (apt-get install -y chromium)")
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    from cxrl.train import pretrain
+
+    run = pretrain("convirt", phantom_cache.path, tmp_path / "convirt", overrides=[
+        "backbone=tiny_cnn", "image_size=32", "batch_size=16", "num_workers=0", "warmup_epochs=0",
+        "progress_bar=false", "monitor.enabled=false", "method.proj_hidden_dim=64", "method.proj_dim=32",
+        "method.vocab_size=200", "max_steps=3"])
     out = tmp_path / "explain"
-    code = main(["explain", "--encoder", "random", "--backbone", "tiny_cnn", "--baseline", "random", "--data",
+    code = main(["explain", "--encoder", str(run), "--baseline", "random", "--data",
                  str(phantom_cache.path), "--out", str(out), "--findings", "Pleural Effusion,Lung Opacity",
                  "--n-images", "4", "--gallery-images", "2", "--maps", "tsne", "--min-positives", "2",
                  "--bootstrap", "50", "--seed", "3"])
@@ -271,9 +277,14 @@ def test_cli_gallery_loads_every_image_in_headless_chromium(phantom_cache, tmp_p
     assert [e["role"] for e in metrics["encoders"]] == ["encoder", "baseline"]
     scored = metrics["encoders"][0]["localization"]["Pleural Effusion"]
     assert scored["n_images"] > 0 and 0 < scored["pointing_game_random"] < 1
+    saliency = metrics["encoders"][0]["saliency"]["findings"]["Pleural Effusion"]  # the image-text run only
+    assert {"pseudo_mask", "pseudo_mask_crf", "whole_image"} <= set(saliency["dice"]) and "saliency" not in \
+        metrics["encoders"][1]
     page = (out / "index.html").read_text()
     n_images = len(re.findall(r"<img ", page))
-    assert n_images >= 2 * 2 * 2 + 2  # 2 findings x 2 encoders x 2 CAMs, the t-SNE map, the prototype heatmap
+    assert "Zero-shot saliency segmentation" in page and saliency["overlay"] in page
+    # 2 findings x 2 encoders x 2 CAMs, a saliency overlay per finding, the t-SNE map, the prototype and prompt maps
+    assert n_images >= 2 * 2 * 2 + 2 + 3
     assert not re.search(r"(src|href)=\"(https?:|/)", page)  # self-contained: relative links only
     probe = ("<script>window.addEventListener('load', () => { const all = [...document.images];"
              "const ok = all.filter(i => i.complete && i.naturalWidth > 0).length;"

@@ -19,6 +19,7 @@ def add_cli(subparsers) -> None:
     from cxrl.explain.maps import COLOR_KEYS
     from cxrl.explain.pointing import TOP_FRACTION
     from cxrl.explain.run import HEADS, MAP_METHODS
+    from cxrl.explain.saliency import METHODS as SALIENCY_METHODS
 
     p = subparsers.add_parser(
         "explain",
@@ -48,6 +49,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--tolerance", type=int, default=0, help="pointing game: pixels the mask is grown by (default 0)")
     p.add_argument("--top-fraction", type=float, default=TOP_FRACTION, help="IoU: share of the map's highest "
                    f"pixels (default {TOP_FRACTION})")
+    p.add_argument("--saliency", choices=(*SALIENCY_METHODS, "none"), default="gradcam", help="image-text encoders: "
+                   "zero-shot saliency segmentation by this method (default gradcam), or none")
+    p.add_argument("--sam-checkpoint", help="a SAM ViT-B weights file: refine the saliency pseudo-masks with SAM")
     p.add_argument("--maps", type=_names, default=list(MAP_METHODS), help="embedding maps: umap,tsne or none")
     p.add_argument("--color-by", type=_names, default=list(COLOR_KEYS),
                    help=f"colourings of the maps, from {','.join(COLOR_KEYS)} (label: one row per finding)")
@@ -69,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         gallery_images=args.gallery_images, cam=args.cam, head=args.head, tolerance=args.tolerance,
         top_fraction=args.top_fraction, maps=args.maps, color_by=args.color_by, min_positives=args.min_positives,
         backbone=args.backbone, device=args.device, batch_size=args.batch_size, n_bootstrap=args.bootstrap,
-        seed=args.seed,
+        seed=args.seed, saliency=args.saliency, sam_checkpoint=args.sam_checkpoint,
     )
     for entry in metrics["encoders"]:
         m = entry["macro"]

@@ -46,6 +46,29 @@ def localization_table(entry: dict, findings: list[str]) -> str:
     return html_table(lines)
 
 
+def saliency_section(entries: list[dict]) -> list[str]:
+    """Zero-shot saliency segmentation of the image-text encoders: Dice per finding and mask, and the overlays."""
+    scored = [e for e in entries if e.get("saliency")]
+    if not scored:
+        return []
+    body = ["<h2>Zero-shot saliency segmentation</h2><p>MedCLIP-SAM style: the saliency of the image-text score "
+            "(positive minus negative prompts) thresholded by Otsu into a pseudo-mask, with and without the dense CRF "
+            "(and refined by SAM where a checkpoint was given), Dice against the finding's mask on the positive test "
+            "images; baselines use no model: the whole image, the mean training mask (location prior), a random "
+            "map thresholded alike.</p>"]
+    for e in scored:
+        result = e["saliency"]
+        variants = list(next(iter(result["findings"].values()), {}).get("dice", {}))
+        lines = ["| finding | images | " + " | ".join(v.replace("_", " ") for v in variants) + " |",
+                 "|---|---:|" + "---:|" * len(variants)]
+        lines += [f"| {f} | {v['n_images']} | " + " | ".join(_num(v["dice"][k]) for k in variants) + " |"
+                  for f, v in result["findings"].items()]
+        lines.append("| mean | | " + " | ".join(_num(result["mean"].get(k)) for k in variants) + " |")
+        body += [f"<h3>{html.escape(e['name'])}</h3>", html_table(lines), '<div class="row">' + "".join(
+            _figure(v["overlay"], f) for f, v in result["findings"].items() if "overlay" in v) + "</div>"]
+    return body
+
+
 def _figure(src: str, caption: str) -> str:
     return (f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -85,6 +108,7 @@ def gallery_html(metrics: dict) -> str:
             body.append(f"<h4>{html.escape(e['name'])}</h4>")
             body.append('<div class="row">' + "".join(_figure(i["png"], _caption(i)) for i in items) + "</div>"
                         if items else "<p>No positive test image.</p>")
+    body += saliency_section(entries)
     pictures = {"embedding_umap": "Embedding map (UMAP) of the test rows' pooled encoder features",
                 "embedding_tsne": "Embedding map (t-SNE) of the test rows' pooled encoder features",
                 "prototype_similarity": "Class-prototype similarity", "prompt_similarity": "Prompt similarity"}

@@ -43,7 +43,8 @@ from cxrl.explain.classifier import ProbeClassifier
 from cxrl.explain.gallery import write_gallery
 from cxrl.explain.gradcam import CAM_METHODS, class_activation_maps, spatial_encoder, target_layer
 from cxrl.explain.overlay import write_overlay
-from cxrl.explain.saliency import TextSimilarity
+from cxrl.explain.saliency import METHODS as SALIENCY_METHODS
+from cxrl.explain.saliency import SaliencySettings, TextSimilarity, saliency_dice
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -64,6 +65,8 @@ class ExplainConfig:
     head: str = "probe"  # probe | zeroshot (image-text encoders; others keep the probe)
     tolerance: int = 0  # pointing game: pixels the mask is grown by
     top_fraction: float = pointing.TOP_FRACTION  # IoU: share of the map's highest pixels
+    saliency: str = "gradcam"  # image-text encoders: zero-shot saliency segmentation by gradcam | gscorecam | none
+    sam_checkpoint: str | None = None  # a SAM (vit_b) weights file: refine the saliency pseudo-masks with SAM
     maps: list[str] = field(default_factory=lambda: list(MAP_METHODS))  # umap, tsne or none
     color_by: list[str] = field(default_factory=lambda: list(maps.COLOR_KEYS))
     min_positives: int = 5  # default findings: positives and negatives in the train rows, positives in the test rows
@@ -76,6 +79,8 @@ class ExplainConfig:
     def __post_init__(self) -> None:
         if self.cam not in CAM_METHODS:
             raise ConfigError(f"--cam {self.cam!r}: expected one of {', '.join(CAM_METHODS)}")
+        if self.saliency not in (*SALIENCY_METHODS, "none"):
+            raise ConfigError(f"--saliency {self.saliency!r}: expected one of {', '.join(SALIENCY_METHODS)} or none")
         if self.head not in HEADS:
             raise ConfigError(f"--head {self.head!r}: expected one of {', '.join(HEADS)}")
         for option, given, allowed in (("--maps", self.maps, (*MAP_METHODS, "none")),
@@ -142,6 +147,8 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
         embeddings[name] = feats[ev.test]
         if classes is not None:
             prompt_sims[name] = maps.cosine_matrix(classes[:, 0])
+            if cfg.saliency != "none":
+                entry["saliency"] = _saliency(spec, cache, findings, name, dev, cfg, out)
     plots, similarity = _pictures(embeddings, prompt_sims, cache, ev, test_labels, findings, cfg, out, notes)
     metrics = {
         "schema_version": SCHEMA_VERSION,
@@ -162,6 +169,20 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_gallery(metrics, out)
     return metrics
+
+
+def _saliency(spec: str | Path, cache: Cache, findings: list[str], name: str, dev, cfg: ExplainConfig,
+              out: Path) -> dict:
+    """Zero-shot saliency segmentation (:func:`cxrl.explain.saliency.saliency_dice`) of an image-text encoder on
+    the test images: Dice per finding with and without the CRF (and SAM), beside the baselines, and its overlays."""
+    folder = out / "saliency" / _slug(name)
+    result = saliency_dice(spec, cache, findings, splits=("test",), settings=SaliencySettings(method=cfg.saliency),
+                           sam_checkpoint=cfg.sam_checkpoint, device=dev, max_images=cfg.n_images, out=folder,
+                           n_boot=cfg.n_bootstrap, seed=cfg.seed)
+    for entry in result["findings"].values():
+        if "overlay" in entry:
+            entry["overlay"] = (folder / entry["overlay"]).relative_to(out).as_posix()
+    return result
 
 
 def _outlined(cache: Cache, notes: list[str]) -> list[str]:

@@ -266,7 +266,8 @@ def saliency_dice(
         result["findings"][finding] = {"n_images": len(rows), "dice": {k: v[0] for k, v in summary.items()},
                                        "dice_ci95": {k: v[1] for k, v in summary.items()}}
         if out is not None and shown:
-            _overlay_figure(shown, finding, Path(out) / "overlays")
+            png = _overlay_figure(shown, finding, Path(out) / "overlays")
+            result["findings"][finding]["overlay"] = png.relative_to(out).as_posix()
     per_finding = [f["dice"] for f in result["findings"].values()]
     result["mean"] = {k: _num(np.mean([d[k] for d in per_finding])) for k in (per_finding[0] if per_finding else {})}
     if out is not None:

@@ -57,14 +57,15 @@ def record_boxes(row: Mapping[str, Any]) -> list[Box]:
 def source_mask(row: Mapping[str, Any], finding: str) -> np.ndarray | None:
     """The ``(orig_height, orig_width)`` mask of ``finding`` from the record's mask columns (``None``: the record
     has no mask annotation for it; an empty array: annotated and absent)."""
+    siim = finding == SIIM_FINDING and isinstance(row.get("mask_rle"), str)
+    if not (_present(row.get("masks")) or siim):
+        return None
     height, width = int(row["orig_height"]), int(row["orig_width"])
-    if _present(row.get("masks")):
-        found = json.loads(row["masks"]).get(finding)
-        fmt = str(row.get("mask_format") or rle.ABSOLUTE)
-        return rle.decode_masks(found, height, width, fmt) if found else np.zeros((height, width), bool)
-    if finding == SIIM_FINDING and isinstance(row.get("mask_rle"), str):
+    if siim:
         return rle.decode_masks(row["mask_rle"], height, width, str(row.get("mask_format") or rle.RELATIVE))
-    return None
+    found = json.loads(row["masks"]).get(finding)
+    fmt = str(row.get("mask_format") or rle.ABSOLUTE)
+    return rle.decode_masks(found, height, width, fmt) if found else np.zeros((height, width), bool)
 
 
 def letterbox_mask(mask: np.ndarray, row: Mapping[str, Any], size: int) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Detection (``--protocol detection``): a RetinaNet on the encoder (:mod:`cxrl.evaluate.detection`) trained on each
-label subset's boxes, scored by COCO mAP (:mod:`cxrl.evaluate.detection_metrics`) as MGCA reports RSNA: mAP over
+"""Detection (``--protocol detection``): a Faster R-CNN on the encoder (:mod:`cxrl.evaluate.detection`) trained on
+each label subset's boxes, scored by COCO mAP (:mod:`cxrl.evaluate.detection_metrics`) as MGCA reports RSNA: mAP over
 IoU 0.4:0.05:0.75 and at 0.5 on the test images with a box, and the same on all test images (false positives on
 box-free images count there).
 

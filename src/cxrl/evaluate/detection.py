@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from torchvision.models.detection import FasterRCNN
 
 CNN_STAGES = 3
-FPN_CHANNELS = 64
+FPN_CHANNELS = 64  # torchvision's detectors use 256; 64 keeps the heads light next to small encoders
 ANCHOR_SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))  # RetinaNet's three octave scales
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 BOX_HEAD_WIDTH = 256
@@ -152,11 +152,10 @@ def train_detector(
     epoch's) and its history. The encoder LR is ``settings.lr``, else 1e-4 (1e-3 ``from_scratch``) as fine-tuning."""
     torch.manual_seed(seed)
     model = build_detector(copy.deepcopy(encoder), len(classes), image_size, frozen).to(device)
-    lr = settings.lr if settings.lr is not None else (1e-3 if from_scratch else 1e-4)
     encoder_params = [p for p in model.backbone.encoder.parameters() if p.requires_grad]
     seen = {id(p) for p in model.backbone.encoder.parameters()}
     optimizer = torch.optim.AdamW(
-        [{"params": encoder_params, "lr": lr},
+        [{"params": encoder_params, "lr": settings.encoder_lr(from_scratch)},
          {"params": [p for p in model.parameters() if id(p) not in seen], "lr": settings.head_lr}],
         weight_decay=settings.weight_decay,
     )

@@ -81,7 +81,7 @@ def test_boxes_reach_the_detector_on_their_squares_and_it_finds_them(tmp_path, o
     truth = [targets[i] for i in test]
     shuffled = [truth[j] for j in np.random.default_rng(1).permutation(len(truth))]  # another image's squares
     found_map, control_map = (mean_average_precision(found, t, classes)["map50"] for t in (truth, shuffled))
-    assert found_map > 0.3
+    assert found_map > 0.5
     assert found_map > 4 * control_map + 0.1
 
 
@@ -197,3 +197,15 @@ def test_the_cli_evaluates_detection_on_a_phantom_cache(tmp_path, capsys, one_th
     assert "mAP@.50 all images" in report and "per-class AP50" in report
     assert main(["compare", str(out)]) == 0
     assert "mAP@[.40:.75]" in capsys.readouterr().out
+
+
+def test_bf16_autocast_trains_and_detects_in_float32(one_thread):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 32, 32), dtype=np.uint8)
+    targets = [_items([_box(4, 4, 16, 16)], [0]) for _ in images]
+    settings = FinetuneSettings(epochs=1, batch_size=4)
+    model, history = train_detector(create_encoder("tiny_cnn"), images, targets, images[:4], targets[:4], ["A"], 32,
+                                    settings, precision="bf16-mixed")
+    assert np.isfinite(history["history"][0]["train_loss"])
+    found = detect(model, images[:2], 32, precision="bf16-mixed")
+    assert all(f["boxes"].dtype == torch.float32 and f["scores"].dtype == torch.float32 for f in found)

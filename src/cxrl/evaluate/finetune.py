@@ -37,6 +37,10 @@ class FinetuneSettings:
     batch_size: int = 64
     augment: bool = True
 
+    def encoder_lr(self, from_scratch: bool) -> float:
+        """``lr``, else 1e-4 for a pre-trained encoder and 1e-3 for one trained from scratch."""
+        return self.lr if self.lr is not None else (1e-3 if from_scratch else 1e-4)
+
 
 class Classifier(nn.Module):
     """``encoder`` (pooled features) followed by one linear layer with ``n_classes`` logits."""
@@ -116,7 +120,7 @@ def finetune(
     gradients are loss-scaled."""
     torch.manual_seed(seed)
     model = Classifier(copy.deepcopy(encoder), train_y.shape[1]).to(device)
-    lr = settings.lr if settings.lr is not None else (1e-3 if from_scratch else 1e-4)
+    lr = settings.encoder_lr(from_scratch)
     optimizer = torch.optim.AdamW(parameter_groups(model, settings, lr), weight_decay=settings.weight_decay)
     amp = (precision, grad_scaler(device, precision))
     views = make_view_fn([_train_view(image_size, settings.augment)])

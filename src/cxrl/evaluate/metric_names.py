@@ -6,6 +6,8 @@ import re
 
 METRIC_LABELS = {"macro_auroc": "macro AUROC", "macro_ap": "macro AP", "macro_f1": "macro F1",
                  "macro_kappa": "macro kappa"}
+METRIC_LABELS |= {"map_40_75": "mAP@[.40:.75]", "map50": "mAP@.50", "map_40_75_all": "mAP@[.40:.75] all images",
+                  "map50_all": "mAP@.50 all images"}  # detection: on the test images with a box, and on all
 
 
 def metric_label(key: str) -> str:

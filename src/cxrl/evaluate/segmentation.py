@@ -165,10 +165,9 @@ def train_segmentation(
     (no augmentation: masks need no warping)."""
     torch.manual_seed(seed)
     model = SegmentationModel(copy.deepcopy(encoder), train.masks.shape[1], size, frozen).to(device)
-    lr = settings.lr if settings.lr is not None else (1e-3 if from_scratch else 1e-4)
     groups = [{"params": model.decoder.parameters(), "lr": settings.head_lr}]
     if not frozen:
-        groups.append({"params": model.encoder.parameters(), "lr": lr})
+        groups.append({"params": model.encoder.parameters(), "lr": settings.encoder_lr(from_scratch)})
     optimizer = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
     scaler, rng = grad_scaler(device, precision), np.random.default_rng(seed)
     best, history = {"score": -np.inf, "epoch": -1, "state": None}, []

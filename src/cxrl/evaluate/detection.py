@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from cxrl.evaluate.detection_metrics import MAX_DETECTIONS, Detections, mean_average_precision
 from cxrl.evaluate.features import eval_input
 from cxrl.evaluate.finetune import FinetuneSettings
+from cxrl.models.pyramid import OnEncoder, probe_feature_maps
 from cxrl.precision import autocast, grad_scaler
 
 if TYPE_CHECKING:
@@ -46,20 +47,18 @@ ASPECT_RATIOS = (0.5, 1.0, 2.0)
 BOX_HEAD_WIDTH = 256
 
 
-class PyramidBackbone(nn.Module):
+class PyramidBackbone(OnEncoder):
     """The encoder's feature pyramid through an FPN: ``forward`` returns an OrderedDict of ``out_channels`` maps,
     shallow to deep, at ``strides`` input pixels. ``frozen``: the encoder gets no gradient and stays in eval mode."""
 
     def __init__(self, encoder: nn.Module, image_size: int, frozen: bool = False, out_channels: int = FPN_CHANNELS):
         from torchvision.ops import FeaturePyramidNetwork  # torchvision's detection parts load when used
 
-        super().__init__()
-        self.encoder, self.frozen, self.out_channels = encoder, frozen, out_channels
-        if frozen:
-            encoder.requires_grad_(False)
-        last_two = _probe(encoder, image_size, 2)
+        super().__init__(encoder, frozen)
+        self.out_channels = out_channels
+        last_two = probe_feature_maps(encoder, image_size, 2)
         self.simple_pyramid = last_two[0].shape[-1] == last_two[1].shape[-1]  # a ViT: every block at its patch stride
-        maps = last_two[-1:] if self.simple_pyramid else _probe(encoder, image_size, CNN_STAGES)
+        maps = last_two[-1:] if self.simple_pyramid else probe_feature_maps(encoder, image_size, CNN_STAGES)
         channels = [m.shape[1] for m in maps]
         self.strides = [image_size / m.shape[-1] for m in maps]
         if self.simple_pyramid:
@@ -70,27 +69,10 @@ class PyramidBackbone(nn.Module):
         self.fpn = FeaturePyramidNetwork(channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            maps = self.encoder.feature_maps(x, n=1 if self.simple_pyramid else CNN_STAGES)
+        maps = self.encoder_maps(x, n=1 if self.simple_pyramid else CNN_STAGES)
         if self.simple_pyramid:
             maps = [self.up(maps[-1]), maps[-1], self.down(maps[-1])]
         return self.fpn(OrderedDict((str(i), m) for i, m in enumerate(maps)))
-
-    def train(self, mode: bool = True) -> PyramidBackbone:
-        super().train(mode)
-        if self.frozen:
-            self.encoder.eval()  # frozen means its BatchNorm statistics too
-        return self
-
-
-@torch.no_grad()
-def _probe(encoder: nn.Module, image_size: int, n: int) -> list[torch.Tensor]:
-    """The encoder's last ``n`` stage maps of one blank image (their widths and strides)."""
-    was_training = encoder.training
-    device = next(encoder.parameters()).device
-    maps = encoder.eval().feature_maps(torch.zeros(1, 1, image_size, image_size, device=device), n=n)
-    encoder.train(was_training)
-    return maps
 
 
 def build_detector(encoder: nn.Module, n_classes: int, image_size: int, frozen: bool = False) -> FasterRCNN:

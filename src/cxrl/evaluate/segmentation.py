@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from cxrl.evaluate.features import eval_input
 from cxrl.evaluate.finetune import FinetuneSettings
+from cxrl.models.pyramid import OnEncoder, probe_feature_maps
 from cxrl.precision import autocast, grad_scaler
 
 DECODER_WIDTHS = (128, 64, 32)  # after each merge, deep to shallow
@@ -58,32 +59,17 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
                          nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True))
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(OnEncoder):
     """``encoder`` (its :meth:`feature_maps`) + :class:`UNetDecoder`; logits at the input's size. With ``frozen``
     the encoder runs without gradients in eval mode (its batch-norm statistics kept)."""
 
     def __init__(self, encoder: nn.Module, n_classes: int, image_size: int, frozen: bool = False) -> None:
-        super().__init__()
-        self.encoder, self.frozen = encoder, frozen
-        if frozen:
-            encoder.requires_grad_(False)
-        was_training = encoder.training
-        with torch.no_grad():
-            probe = next(encoder.parameters()).new_zeros(1, 1, image_size, image_size)
-            channels = [m.shape[1] for m in encoder.eval().feature_maps(probe)]
-        encoder.train(was_training)
-        self.decoder = UNetDecoder(channels, n_classes)
-
-    def train(self, mode: bool = True) -> SegmentationModel:
-        super().train(mode)
-        if self.frozen:
-            self.encoder.eval()
-        return self
+        super().__init__(encoder, frozen)
+        self.decoder = UNetDecoder([m.shape[1] for m in probe_feature_maps(encoder, image_size)], n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            maps = self.encoder.feature_maps(x)
-        return F.interpolate(self.decoder(maps), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        logits = self.decoder(self.encoder_maps(x))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

@@ -21,6 +21,7 @@ from cxrl.losses.local_alignment import gloria_local_loss, gloria_local_scores
 from cxrl.methods.base import Batch, BuildContext, Logs
 from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
 from cxrl.methods.registry import register_method
+from cxrl.models.pyramid import probe_feature_maps
 
 
 @dataclass
@@ -42,10 +43,7 @@ class GLoRIA(ConVIRT):
 
     def __init__(self, encoder: nn.Module, cfg: GLoRIAConfig, ctx: BuildContext) -> None:
         super().__init__(encoder, cfg, ctx)
-        with torch.no_grad():
-            was_training = encoder.training
-            channels = encoder.eval().feature_map(torch.zeros(1, 1, ctx.image_size, ctx.image_size)).shape[1]
-            encoder.train(was_training)
+        channels = probe_feature_maps(encoder, ctx.image_size, n=1)[-1].shape[1]
         self.region_projection = nn.Conv2d(channels, cfg.local_dim, 1)
         self.word_projection = nn.Linear(self.text.num_features, cfg.local_dim)
 

@@ -29,6 +29,7 @@ from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
 from cxrl.methods.gloria import word_mask
 from cxrl.methods.registry import register_method
 from cxrl.models.heads import swav_prototypes
+from cxrl.models.pyramid import probe_feature_maps
 
 
 @dataclass
@@ -56,10 +57,7 @@ class MGCA(ConVIRT):
 
     def __init__(self, encoder: nn.Module, cfg: MGCAConfig, ctx: BuildContext) -> None:
         super().__init__(encoder, cfg, ctx)
-        with torch.no_grad():
-            was_training = encoder.training
-            channels = encoder.eval().feature_map(torch.zeros(1, 1, ctx.image_size, ctx.image_size)).shape[1]
-            encoder.train(was_training)
+        channels = probe_feature_maps(encoder, ctx.image_size, n=1)[-1].shape[1]
         self.patch_projection = nn.Conv2d(channels, cfg.local_dim, 1)
         self.word_projection = nn.Linear(self.text.num_features, cfg.local_dim)
         self.prototypes = swav_prototypes(cfg.proj_dim, cfg.num_prototypes)

@@ -127,7 +127,8 @@ def test_the_protocol_runs_from_the_cli_and_reports_dice(tmp_path, one_thread):
     assert 0 <= run["dice"] <= 1 and len(run["dice_ci"]) == 2
     empty = 1 - cache.records.loc[cache.records["split"] == "test", "Pleural Effusion"].mean()
     assert run["dice_if_empty"] == pytest.approx(empty)  # the share of test images without a disc
-    assert "dice positive" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "dice positive" in report and "| Pleural Effusion | " in report.split("## Per finding")[1]
     assert metrics["summary"]["1.0"]["dice_mean"] == pytest.approx(run["dice"])
 
 

@@ -171,6 +171,9 @@ def markdown_report(metrics: dict) -> str:
             per_class_table(run, metrics["pathologies"]),
             "",
         ]
+    if "per_finding" in run:  # a dense protocol's per-finding figures (segmentation)
+        lines += [f"## Per finding ({run['fraction'] * 100:g}% labels, seed {run['seed']})", "",
+                  per_finding_table(run["per_finding"]), ""]
     for key, caption in (
         ("roc", "ROC curves"),
         ("per_class_auroc", "per-class AUROC"),
@@ -185,6 +188,15 @@ def markdown_report(metrics: dict) -> str:
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def per_finding_table(per_finding: dict[str, dict]) -> str:
+    """One row per finding, one column per figure the protocol gives each (numbers to 3 decimals)."""
+    keys = list(next(iter(per_finding.values()), {}))
+    rows = ["| finding | " + " | ".join(metric_label(k) for k in keys) + " |", "|---|" + "---:|" * len(keys)]
+    rows += [f"| {f} | " + " | ".join(_f(v[k]) if isinstance(v[k], float) else str(v[k]) for k in keys) + " |"
+             for f, v in per_finding.items()]
+    return "\n".join(rows)
 
 
 def subgroup_section(run: dict, pathologies: list[str], plot: str | None) -> list[str]:

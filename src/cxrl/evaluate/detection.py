@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from cxrl.evaluate.detection_metrics import MAX_DETECTIONS, Detections, mean_average_precision
 from cxrl.evaluate.features import eval_input
 from cxrl.evaluate.finetune import FinetuneSettings
+from cxrl.evaluate.training import EarlyStopping, optimizer_step
 from cxrl.models.pyramid import OnEncoder, probe_feature_maps
 from cxrl.precision import autocast, grad_scaler
 
@@ -146,7 +147,7 @@ def train_detector(
     positives = [i for i, t in enumerate(valid_targets) if len(t["boxes"])]
     criterion = (f"valid mAP@[.40:.75] over the {len(positives)} selection images with a box" if positives
                  else "none (no selection image has a box): the last epoch")
-    best = {"score": -np.inf, "epoch": -1, "state": None}
+    best = EarlyStopping(settings.patience)
     history = []
     bar = tqdm(range(settings.epochs), desc="detection", unit="epoch", leave=False)
     for epoch in bar:
@@ -160,14 +161,11 @@ def train_detector(
         history.append(entry)
         bar.set_postfix(loss=f"{loss:.3f}", valid_map=f"{entry.get('valid_map_40_75') or 0:.3f}")
         score = (entry["valid_map_40_75"] or 0.0) if positives else float(epoch)  # no box: keep the last
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-        elif epoch - best["epoch"] >= settings.patience:
+        if best.update(model, epoch, score):
             break
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    chosen = history[best["epoch"]] if best["epoch"] >= 0 else {}
-    return model.eval(), {"best_epoch": best["epoch"], "criterion": criterion,
+    best.restore(model)
+    chosen = history[best.epoch] if best.epoch >= 0 else {}
+    return model.eval(), {"best_epoch": best.epoch, "criterion": criterion,
                           "valid_map_40_75": chosen.get("valid_map_40_75"), "history": history}
 
 
@@ -186,10 +184,7 @@ def _train_epoch(
             x, batch = hflip(x, batch, rng.random(len(idx)) < 0.5)
         with autocast(device, precision):
             loss = sum(model(list(x), batch).values())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(optimizer, scaler, loss)
         losses.append(loss.item())
     return float(np.mean(losses)) if losses else float("nan")
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from cxrl.evaluate.features import _forward_batches
 from cxrl.evaluate.metrics import auroc
+from cxrl.evaluate.training import EarlyStopping, optimizer_step
 from cxrl.precision import autocast, grad_scaler
 from cxrl.transforms import ViewConfig, eval_view, make_view_fn, seeds_for
 
@@ -127,7 +128,7 @@ def finetune(
     targets = torch.as_tensor(train_y, dtype=torch.float32)
     rng = np.random.default_rng(seed)
     criterion, score = selection_criterion(valid_y)
-    best = {"score": -np.inf, "epoch": -1, "state": None}
+    best = EarlyStopping(settings.patience)
     history = []
     bar = tqdm(range(settings.epochs), desc="fine-tune", unit="epoch", leave=False)
     for epoch in bar:
@@ -138,15 +139,12 @@ def finetune(
         valid_loss = float(masked_bce(torch.as_tensor(logits), torch.as_tensor(valid_y, dtype=torch.float32)))
         history.append({"epoch": epoch, "train_loss": loss, "valid_macro_auroc": valid_auroc, "valid_loss": valid_loss})
         bar.set_postfix(loss=f"{loss:.3f}", valid_auroc=f"{valid_auroc:.3f}", valid_loss=f"{valid_loss:.3f}")
-        if score(history[-1]) > best["score"]:
-            best = {"score": score(history[-1]), "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-        elif epoch - best["epoch"] >= settings.patience:
+        if best.update(model, epoch, score(history[-1])):
             break
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    chosen = history[best["epoch"]] if best["epoch"] >= 0 else {}
+    best.restore(model)
+    chosen = history[best.epoch] if best.epoch >= 0 else {}
     return model.eval(), {
-        "best_epoch": best["epoch"],
+        "best_epoch": best.epoch,
         "criterion": criterion,
         "valid_macro_auroc": chosen.get("valid_macro_auroc"),
         "valid_loss": chosen.get("valid_loss"),
@@ -191,9 +189,6 @@ def _train_epoch(
         with autocast(device, precision):
             logits = model(x)
         loss = masked_bce(logits.float(), targets[idx].to(device))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(optimizer, scaler, loss)
         losses.append(loss.item())
     return float(np.mean(losses)) if losses else float("nan")

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from cxrl.evaluate.features import eval_input
 from cxrl.evaluate.finetune import FinetuneSettings
+from cxrl.evaluate.training import EarlyStopping, optimizer_step
 from cxrl.models.pyramid import OnEncoder, probe_feature_maps
 from cxrl.precision import autocast, grad_scaler
 
@@ -156,7 +157,7 @@ def train_segmentation(
         groups.append({"params": model.encoder.parameters(), "lr": settings.encoder_lr(from_scratch)})
     optimizer = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
     scaler, rng = grad_scaler(device, precision), np.random.default_rng(seed)
-    best, history = {"score": -np.inf, "epoch": -1, "state": None}, []
+    best, history = EarlyStopping(settings.patience), []
     bar = tqdm(range(settings.epochs), desc="segmentation", unit="epoch", leave=False)
     for epoch in bar:
         model.train()
@@ -166,22 +167,16 @@ def train_segmentation(
             with autocast(device, precision):
                 logits = model(eval_input(train.images[idx], size, device))
             loss = segmentation_loss(logits, torch.as_tensor(train.masks[idx]).to(device))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            optimizer_step(optimizer, scaler, loss)
             losses.append(loss.item())
         probs = predict_probabilities(model, valid.images, size, device, settings.batch_size, precision)
         per_finding = global_dice(probs >= 0.5, valid.masks)
         score = float(np.nanmean(per_finding)) if np.isfinite(per_finding).any() else float(epoch)  # none: the last
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_global_dice": score})
         bar.set_postfix(loss=f"{losses[-1]:.3f}", valid_dice=f"{score:.3f}")
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-        elif epoch - best["epoch"] >= settings.patience:
+        if best.update(model, epoch, score):
             break
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
+    best.restore(model)
     probs = predict_probabilities(model, valid.images, size, device, settings.batch_size, precision)
-    return model.eval(), {"best_epoch": best["epoch"], "criterion": "selection global Dice", "history": history,
+    return model.eval(), {"best_epoch": best.epoch, "criterion": "selection global Dice", "history": history,
                           "thresholds": choose_mask_thresholds(probs, valid.masks).tolist()}

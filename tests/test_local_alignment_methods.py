@@ -12,7 +12,8 @@ import torch
 from cxrl.losses.local_alignment import gloria_local_loss, gloria_local_scores
 from cxrl.methods.base import BuildContext
 from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
-from cxrl.methods.gloria import GLoRIA, GLoRIAConfig, word_mask
+from cxrl.methods.gloria import GLoRIA, GLoRIAConfig
+from cxrl.methods.word_region import word_mask
 from cxrl.models import create_encoder
 from cxrl.models.image_text import load_image_text
 from cxrl.train import pretrain
@@ -91,7 +92,7 @@ def test_mgca_is_the_instance_plus_token_plus_prototype_terms(toy_report_cache):
         text = mgca.text_features(batch)
         image, report, valid = mgca.joint(mgca.encoder(views[0]), text)
         instance = mgca.global_loss(image, report, valid, batch)
-        patches = mgca.patch_projection(mgca.encoder.feature_map(views[0])).flatten(2).transpose(1, 2)
+        patches = mgca.region_projection(mgca.encoder.feature_map(views[0])).flatten(2).transpose(1, 2)
         token = mgca_token_loss(patches, mgca.word_projection(text.tokens), word_mask(text.mask))
         scores = [mgca.prototypes(torch.nn.functional.normalize(z, dim=1)) for z in (image, report)]
         prototype = swav_loss(scores, temperature=0.2)

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from cxrl.losses.local_alignment import gloria_local_loss, gloria_local_scores
-from cxrl.methods.base import Batch, BuildContext, Logs
-from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
+from cxrl.methods.base import Batch, Logs
+from cxrl.methods.convirt import ConVIRTConfig
 from cxrl.methods.registry import register_method
-from cxrl.models.pyramid import probe_feature_maps
+from cxrl.methods.word_region import WordRegionMethod
 
 
 @dataclass
@@ -38,32 +37,13 @@ class GLoRIAConfig(ConVIRTConfig):
 
 
 @register_method("gloria", config=GLoRIAConfig)
-class GLoRIA(ConVIRT):
+class GLoRIA(WordRegionMethod):
     """ConVIRT plus GLoRIA's word-region term; exports the same encoders and projections."""
 
-    def __init__(self, encoder: nn.Module, cfg: GLoRIAConfig, ctx: BuildContext) -> None:
-        super().__init__(encoder, cfg, ctx)
-        channels = probe_feature_maps(encoder, ctx.image_size, n=1)[-1].shape[1]
-        self.region_projection = nn.Conv2d(channels, cfg.local_dim, 1)
-        self.word_projection = nn.Linear(self.text.num_features, cfg.local_dim)
-
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
-        text = self.text_features(batch)
-        pooled, feature_map = self.encoder.pooled_and_map(views[0])
-        global_term = self.global_loss(*self.joint(pooled, text), batch)
-        regions = self.region_projection(feature_map).flatten(2).transpose(1, 2)  # (B, h*w, local_dim)
-        cfg = self.cfg
-        scores = gloria_local_scores(regions, self.word_projection(text.tokens), word_mask(text.mask), cfg.tau1,
-                                     cfg.tau2, cfg.word_softmax_first)
+        f, cfg = self.word_region_features(views, batch), self.cfg
+        global_term = self.global_loss(f.image, f.report, f.valid, batch)
+        scores = gloria_local_scores(f.regions, f.words, f.word_mask, cfg.tau1, cfg.tau2, cfg.word_softmax_first)
         local_term = gloria_local_loss(scores, cfg.tau3)
         return global_term + cfg.local_weight * local_term, {"global_loss": global_term.detach(),
                                                             "local_loss": local_term.detach()}
-
-
-def word_mask(mask: torch.Tensor) -> torch.Tensor:
-    """The real-token mask ``(B, L)`` without each row's first (``[CLS]``) and last real (``[SEP]``) token."""
-    words = mask.clone()
-    words[:, 0] = False
-    last = (mask.sum(1) - 1).clamp(min=0)
-    words[torch.arange(len(mask), device=mask.device), last] = False
-    return words

@@ -25,11 +25,10 @@ from torch import nn
 from cxrl.losses import swav_loss
 from cxrl.losses.local_alignment import mgca_token_loss
 from cxrl.methods.base import Batch, BuildContext, Logs, fp32
-from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
-from cxrl.methods.gloria import word_mask
+from cxrl.methods.convirt import ConVIRTConfig
 from cxrl.methods.registry import register_method
-from cxrl.models.heads import swav_prototypes
-from cxrl.models.pyramid import probe_feature_maps
+from cxrl.methods.word_region import WordRegionMethod
+from cxrl.models.heads import hold_prototypes, swav_prototypes
 
 
 @dataclass
@@ -52,14 +51,11 @@ class MGCAConfig(ConVIRTConfig):
 
 
 @register_method("mgca", config=MGCAConfig)
-class MGCA(ConVIRT):
+class MGCA(WordRegionMethod):
     """ConVIRT plus MGCA's token and prototype terms; exports the same encoders and projections."""
 
     def __init__(self, encoder: nn.Module, cfg: MGCAConfig, ctx: BuildContext) -> None:
         super().__init__(encoder, cfg, ctx)
-        channels = probe_feature_maps(encoder, ctx.image_size, n=1)[-1].shape[1]
-        self.patch_projection = nn.Conv2d(channels, cfg.local_dim, 1)
-        self.word_projection = nn.Linear(self.text.num_features, cfg.local_dim)
         self.prototypes = swav_prototypes(cfg.proj_dim, cfg.num_prototypes)
 
     def on_step_start(self, step: int, total_steps: int) -> None:
@@ -68,18 +64,13 @@ class MGCA(ConVIRT):
             self.prototypes.normalize()
 
     def on_after_backward(self, step: int) -> None:
-        if step < self.cfg.freeze_prototypes_steps:
-            for p in self.prototypes.parameters():
-                p.grad = None
+        hold_prototypes(self.prototypes, step, self.cfg.freeze_prototypes_steps)
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
-        cfg, text = self.cfg, self.text_features(batch)
-        pooled, feature_map = self.encoder.pooled_and_map(views[0])
-        image, report, valid = self.joint(pooled, text)
+        f, cfg = self.word_region_features(views, batch), self.cfg
+        image, report, valid = f.image, f.report, f.valid
         instance = self.global_loss(image, report, valid, batch)
-        patches = self.patch_projection(feature_map).flatten(2).transpose(1, 2)
-        token = mgca_token_loss(patches, self.word_projection(text.tokens), word_mask(text.mask),
-                                temperature=cfg.token_temperature)
+        token = mgca_token_loss(f.regions, f.words, f.word_mask, temperature=cfg.token_temperature)
         with fp32(image):
             scores = [self.prototypes(F.normalize(z[valid].float(), dim=1)) for z in (image, report)]
         prototype = swav_loss(scores, temperature=cfg.prototype_temperature,

@@ -18,7 +18,7 @@ from torch import nn
 from cxrl.losses import FeatureQueue, swav_loss
 from cxrl.methods.base import Batch, BuildContext, Logs, MethodConfig, PretrainMethod, encode_views, fp32
 from cxrl.methods.registry import register_method
-from cxrl.models.heads import swav_projection, swav_prototypes
+from cxrl.models.heads import hold_prototypes, swav_projection, swav_prototypes
 from cxrl.transforms import swav_views
 
 N_GLOBAL = 2
@@ -49,9 +49,7 @@ class SwAV(PretrainMethod):
             self.prototypes.normalize()
 
     def on_after_backward(self, step: int) -> None:
-        if step < self.cfg.freeze_prototypes_steps:
-            for p in self.prototypes.parameters():
-                p.grad = None
+        hold_prototypes(self.prototypes, step, self.cfg.freeze_prototypes_steps)
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         projections = [self.projector(h) for h in encode_views(self.encoder, views)]

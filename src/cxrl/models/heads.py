@@ -41,6 +41,14 @@ def swav_prototypes(input_dim: int = 128, n_prototypes: int = 3000) -> nn.Module
     return heads.SwaVPrototypes(input_dim, n_prototypes)
 
 
+def hold_prototypes(prototypes: nn.Module, step: int, freeze_steps: int) -> None:
+    """After the backward of ``step``: drop the prototypes' gradients while ``step < freeze_steps`` (SwAV's and
+    MGCA's frozen start; no update, and DDP sees no unused parameters)."""
+    if step < freeze_steps:
+        for p in prototypes.parameters():
+            p.grad = None
+
+
 def image_text_projection(input_dim: int, hidden_dim: int = 2048, output_dim: int = 512) -> nn.Module:
     """ConVIRT (Zhang et al. 2022) projections g_v / g_u: Linear-ReLU-Linear to the shared 512-d space, no BN."""
     return heads.SimCLRProjectionHead(input_dim, hidden_dim, output_dim, num_layers=2, batch_norm=False)

@@ -16,12 +16,13 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from e
 
 
-def _names(text: str) -> list[str]:
+def comma_names(text: str) -> list[str]:
+    """``A, B,C`` -> ``['A', 'B', 'C']`` (empty items dropped): a command-line list of names."""
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _subgroups(text: str) -> list[str]:
-    return [] if text.strip() == "none" else _names(text)
+    return [] if text.strip() == "none" else comma_names(text)
 
 
 def add_cli(subparsers) -> None:
@@ -47,7 +48,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace the evaluation already in --out")
-    p.add_argument("--pathologies", type=_names, help="comma-separated canonical names (default: enough positives)")
+    p.add_argument("--pathologies", type=comma_names,
+                   help="comma-separated canonical names (default: enough positives)")
     p.add_argument("--min-positives", type=int, default=5, help="default pathology filter (train and test)")
     p.add_argument("--uncertainty", choices=("ignore", "zeros", "ones"), default="ignore")
     p.add_argument("--blank", choices=("zero", "nan"), default="nan", help="what 'not mentioned' becomes")

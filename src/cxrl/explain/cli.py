@@ -7,10 +7,7 @@ import argparse
 from pathlib import Path
 
 from cxrl.errors import ConfigError
-
-
-def _names(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
+from cxrl.evaluate.cli import comma_names
 
 
 def add_cli(subparsers) -> None:
@@ -38,7 +35,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--data", required=True, help="cache to explain (the probe trains on its train rows)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace the explanation already in --out")
-    p.add_argument("--findings", type=_names, help="comma-separated canonical names (default: the findings the "
+    p.add_argument("--findings", type=comma_names, help="comma-separated canonical names (default: the findings the "
                    "cache outlines with masks or boxes, with --min-positives positives)")
     p.add_argument("--min-positives", type=int, default=5, help="default findings filter (train and test rows)")
     p.add_argument("--n-images", type=int, default=50, help="positive test images explained per finding (default 50)")
@@ -52,8 +49,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--saliency", choices=(*SALIENCY_METHODS, "none"), default="gradcam", help="image-text encoders: "
                    "zero-shot saliency segmentation by this method (default gradcam), or none")
     p.add_argument("--sam-checkpoint", help="a SAM ViT-B weights file: refine the saliency pseudo-masks with SAM")
-    p.add_argument("--maps", type=_names, default=list(MAP_METHODS), help="embedding maps: umap,tsne or none")
-    p.add_argument("--color-by", type=_names, default=list(COLOR_KEYS),
+    p.add_argument("--maps", type=comma_names, default=list(MAP_METHODS), help="embedding maps: umap,tsne or none")
+    p.add_argument("--color-by", type=comma_names, default=list(COLOR_KEYS),
                    help=f"colourings of the maps, from {','.join(COLOR_KEYS)} (label: one row per finding)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=32)

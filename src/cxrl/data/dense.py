@@ -100,6 +100,17 @@ def record_mask(row: Mapping[str, Any], finding: str, size: int) -> np.ndarray |
     return None
 
 
+def outlined_masks(records: pd.DataFrame, rows: np.ndarray, finding: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``rows`` whose cache-pixel mask of ``finding`` is not empty, and those masks ``(n, size, size)``."""
+    kept, masks = [], []
+    for r in np.asarray(rows, np.int64):
+        mask = record_mask(records.iloc[int(r)].to_dict(), finding, size)
+        if mask is not None and mask.any():
+            kept.append(int(r))
+            masks.append(mask)
+    return np.array(kept, np.int64), np.array(masks, bool).reshape(-1, size, size)
+
+
 def dense_findings(records: pd.DataFrame) -> list[str]:
     """The labels that some record outlines (a mask or a box), in first-seen order."""
     found: dict[str, None] = {}

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from cxrl import __version__
 from cxrl.config import build, to_dict
 from cxrl.data.cache import Cache, open_cache
-from cxrl.data.dense import annotated, dense_findings, record_mask
+from cxrl.data.dense import dense_findings, outlined_masks
 from cxrl.data.labels import PATHOLOGIES
 from cxrl.errors import ConfigError, DataError
 from cxrl.evaluate.features import cached_features
@@ -148,7 +148,7 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
         if classes is not None:
             prompt_sims[name] = maps.cosine_matrix(classes[:, 0])
             if cfg.saliency != "none":
-                entry["saliency"] = _saliency(spec, cache, findings, name, dev, cfg, out)
+                entry["saliency"] = _saliency(spec, text, cache, findings, name, dev, cfg, out)
     plots, similarity = _pictures(embeddings, prompt_sims, cache, ev, test_labels, findings, cfg, out, notes)
     metrics = {
         "schema_version": SCHEMA_VERSION,
@@ -171,14 +171,14 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
     return metrics
 
 
-def _saliency(spec: str | Path, cache: Cache, findings: list[str], name: str, dev, cfg: ExplainConfig,
+def _saliency(spec: str | Path, model: Any, cache: Cache, findings: list[str], name: str, dev, cfg: ExplainConfig,
               out: Path) -> dict:
     """Zero-shot saliency segmentation (:func:`cxrl.explain.saliency.saliency_dice`) of an image-text encoder on
     the test images: Dice per finding with and without the CRF (and SAM), beside the baselines, and its overlays."""
     folder = out / "saliency" / _slug(name)
     result = saliency_dice(spec, cache, findings, splits=("test",), settings=SaliencySettings(method=cfg.saliency),
                            sam_checkpoint=cfg.sam_checkpoint, device=dev, max_images=cfg.n_images, out=folder,
-                           n_boot=cfg.n_bootstrap, seed=cfg.seed)
+                           n_boot=cfg.n_bootstrap, seed=cfg.seed, model=model)
     for entry in result["findings"].values():
         if "overlay" in entry:
             entry["overlay"] = (folder / entry["overlay"]).relative_to(out).as_posix()
@@ -217,22 +217,15 @@ def _selections(cache: Cache, ev: EvalData, findings: list[str], test_labels: np
              notes: list[str]) -> list[Selection]:
     """Per finding, at most ``n_images`` positive test rows: those with a non-empty mask where any has one."""
     rng = np.random.default_rng(cfg.seed)
-    records, size = cache.records, cache.image_size
-    has_dense = annotated(records)
     selections = []
     for k, finding in enumerate(findings):
         positive = ev.test[test_labels[:, k] == 1]
-        masks = [record_mask(records.iloc[int(r)].to_dict(), finding, size) if has_dense[r] else None
-                 for r in positive]
-        outlined = np.array([m is not None and bool(m.any()) for m in masks], bool)
-        if outlined.any():
-            rows, kept = positive[outlined], np.flatnonzero(outlined)
-        else:
+        rows, masks = outlined_masks(cache.records, positive, finding, cache.image_size)
+        if not len(rows):
             notes.append(f"{finding}: no mask in its {len(positive)} positive test rows; CAMs without localization")
-            rows, kept = positive, np.arange(0)
+            rows, masks = positive, None
         pick = np.sort(rng.choice(len(rows), min(cfg.n_images, len(rows)), replace=False))
-        stack = np.stack([masks[kept[i]] for i in pick]) if len(kept) else None
-        selections.append(Selection(finding, rows[pick], stack))
+        selections.append(Selection(finding, rows[pick], None if masks is None else masks[pick]))
     return selections
 
 

@@ -48,7 +48,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cxrl.data.cache import Cache, as_cache
-from cxrl.data.dense import dense_findings, record_mask
+from cxrl.data.dense import dense_findings, outlined_masks
 from cxrl.errors import ConfigError, CxrlError
 from cxrl.evaluate.features import eval_input
 from cxrl.evaluate.metrics import _num, bootstrap_mean_ci
@@ -174,9 +174,13 @@ def location_prior(records: pd.DataFrame, finding: str, size: int, splits: Seque
                    limit: int = 500) -> np.ndarray | None:
     """Otsu's mask of the mean annotated mask of ``finding`` over (at most ``limit``) positive ``splits`` records:
     where the finding usually is, the same for every image; ``None`` without any such record."""
-    rows = records[records["split"].isin(splits) & (records.get(finding) == 1)].head(limit)
-    masks = [m for row in rows.to_dict("records") if (m := record_mask(row, finding, size)) is not None and m.any()]
-    return pseudo_mask(np.mean(masks, axis=0)) if masks else None
+    _, masks = outlined_masks(records, _positive_rows(records, finding, splits)[:limit], finding, size)
+    return pseudo_mask(masks.mean(axis=0)) if len(masks) else None
+
+
+def _positive_rows(records: pd.DataFrame, finding: str, splits: Sequence[str]) -> np.ndarray:
+    """Record indices of the ``splits`` images positive for ``finding``."""
+    return np.flatnonzero(records["split"].isin(splits).to_numpy() & (records.get(finding) == 1).to_numpy())
 
 
 @dataclass(frozen=True)
@@ -192,19 +196,6 @@ class SaliencySettings:
     batch_size: int = 16  # images per saliency call
 
 
-def _eligible(cache: Cache, finding: str, splits: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Record indices of the ``splits`` images positive for ``finding`` with a non-empty mask, and the masks."""
-    records = cache.records
-    candidates = np.flatnonzero(records["split"].isin(splits).to_numpy() & (records.get(finding) == 1).to_numpy())
-    rows, masks = [], []
-    for r in candidates:
-        mask = record_mask(records.iloc[int(r)].to_dict(), finding, cache.image_size)
-        if mask is not None and mask.any():
-            rows.append(int(r))
-            masks.append(mask)
-    return np.array(rows, np.int64), np.array(masks, bool).reshape(-1, cache.image_size, cache.image_size)
-
-
 def _mean_ci(values: np.ndarray, patients: np.ndarray, n_boot: int, seed: int) -> tuple[float | None, list]:
     """Mean of per-image values and its 95% bootstrap interval over patients."""
     return _num(values.mean()), [_num(v) for v in bootstrap_mean_ci(values, patients, n_boot, seed)]
@@ -215,16 +206,16 @@ def saliency_dice(
     splits: Sequence[str] = ("test",), prompts: Mapping[str, PromptPair] = DEFAULT_PROMPTS,
     settings: SaliencySettings = SaliencySettings(), sam_checkpoint: str | Path | None = None,
     device: torch.device | str = "cpu", max_images: int | None = None, out: str | Path | None = None,
-    overlays: int = 4, n_boot: int = 1000, seed: int = 0,
+    overlays: int = 4, n_boot: int = 1000, seed: int = 0, model: ImageTextModel | None = None,
 ) -> dict[str, Any]:
-    """Zero-shot segmentation Dice of the image-text model ``run`` on the ``splits`` images of ``cache`` positive
-    for each finding with a non-empty mask: the pseudo-mask without and with CRF, SAM's mask when
-    ``sam_checkpoint`` is given, and the baselines (the whole image; :func:`location_prior` of the training
-    masks; a :func:`random_map` thresholded like the saliency). Per finding: mean Dice with a 95% bootstrap
-    interval over patients; ``mean``: the mean over findings. With ``out``, writes ``saliency.json`` and one
-    overlay PNG per finding (its first ``overlays`` images)."""
+    """Zero-shot segmentation Dice of the image-text model ``run`` (``model``: it, already loaded) on the
+    ``splits`` images of ``cache`` positive for each finding with a non-empty mask: the pseudo-mask without and with
+    CRF, SAM's mask when ``sam_checkpoint`` is given, and the baselines (the whole image; :func:`location_prior` of
+    the training masks; a :func:`random_map` thresholded like the saliency). Per finding: mean Dice with a 95%
+    bootstrap interval over patients; ``mean``: the mean over findings. With ``out``, writes ``saliency.json`` and
+    one overlay PNG per finding (its first ``overlays`` images)."""
     cache = as_cache(cache)
-    model = load_image_text(run)
+    model = model if model is not None else load_image_text(run)
     model.image.to(device)
     model.text.to(device)
     predictor = load_sam(sam_checkpoint, device=device) if sam_checkpoint is not None else None
@@ -234,7 +225,8 @@ def saliency_dice(
         "run": str(run), "cache": str(cache.path), "splits": list(splits), "sam_checkpoint":
         None if sam_checkpoint is None else str(sam_checkpoint), "settings": asdict(settings), "findings": {}}
     for finding in findings:
-        rows, truths = _eligible(cache, finding, splits)
+        rows, truths = outlined_masks(cache.records, _positive_rows(cache.records, finding, splits), finding,
+                                      size)
         rows, truths = rows[:max_images], truths[:max_images]
         if not len(rows):
             log.info("saliency: no %s image positive for %s with a mask; skipped", "/".join(splits), finding)

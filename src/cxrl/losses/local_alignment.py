@@ -36,11 +36,16 @@ def gloria_local_scores(
     with torch.autocast(regions.device.type, enabled=False):
         v, t, mask = regions.float(), words.float(), word_mask.bool()
         raw = torch.einsum("lmd,ktd->lktm", v, t)  # (images, captions, words, regions)
+        scores = raw
         if word_softmax_first:
-            raw = raw.masked_fill(~mask[None, :, :, None], torch.finfo(raw.dtype).min).softmax(2)
-        attention = (tau1 * raw).softmax(3)
-        context = torch.einsum("lktm,lmd->lktd", attention, v)
-        similarity = F.cosine_similarity(context, t[None], dim=-1)  # (images, captions, words)
+            scores = raw.masked_fill(~mask[None, :, :, None], torch.finfo(raw.dtype).min).softmax(2)
+        attention = (tau1 * scores).softmax(3)
+        # cos(c, t) of the context c = sum_m a_m v_m without building c (B, B, T, D): c . t = sum_m a_m raw_m and
+        # |c|^2 = a^T (V V^T) a with the image's (M, M) region Gram matrix; M << D makes this the cheap side
+        dot = (attention * raw).sum(3)
+        gram_attention = torch.einsum("lktm,lmn->lktn", attention, v @ v.transpose(1, 2))
+        context_norm = (gram_attention * attention).sum(3).clamp(min=1e-16).sqrt()
+        similarity = dot / (context_norm * t.norm(dim=-1)[None]).clamp(min=1e-8)  # (images, captions, words)
         summed = torch.logsumexp((tau2 * similarity).masked_fill(~mask[None], float("-inf")), 2)
         summed = summed.where(mask.any(1)[None, :], 0.0)
         return summed / tau2 if paper_exponent else summed

@@ -133,6 +133,9 @@ class PretrainModule(pl.LightningModule):
             self.to(memory_format=torch.channels_last)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # torch's global generator (dropout, a method's own draws) seeded per (seed, step, rank): --resume replays
+        # the same draws without checkpointing generator states, and each rank draws its own
+        torch.manual_seed(int(seeds_for([self.global_rank], self.global_step, self.cfg.seed)[0]))
         self.method.on_step_start(self.global_step, self.total_steps)
 
     def step_loss(self, batch: dict[str, torch.Tensor], epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -39,3 +39,16 @@ def gather_detached(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.detach().contiguous())
     return torch.cat(parts, dim=0)
+
+
+@torch.no_grad()
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """:func:`gather_detached` where each rank may hold a different number of rows (padded to the most, then cut)."""
+    if not is_distributed():
+        return x.detach()
+    counts = gather_detached(torch.tensor([len(x)], device=x.device)).tolist()
+    most = max(*counts, 1)
+    padded = x.new_zeros((most, *x.shape[1:]))
+    padded[: len(x)] = x.detach()
+    parts = gather_detached(padded).split(most)
+    return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from cxrl.methods import byol, convirt, gloria, mgca, moco, simclr, supervised, swav  # noqa: F401  (registers them)
+from cxrl.methods import byol, cm_cgns, convirt, gloria, mgca, moco, simclr, supervised, swav  # noqa: F401  (registers them)
 from cxrl.methods.base import BuildContext, MethodConfig, PretrainMethod
 from cxrl.methods.registry import ALIASES, METHODS, MethodSpec, canonical_method, register_method
 

@@ -49,7 +49,7 @@ class CMCGNSConfig(ConVIRTConfig):
     num_clusters: int = 16  # K (paper: 128)
     cluster_momentum: float = 0.01  # towards the mean (the code: 0.001 towards the sum, ~ a few members each)
     cluster_start_similarity: float = 0.4  # centres are seeded once mean cos(z1, z2) <= this
-    text_temperature: float = 1.0
+    text_temperature: float = 1.0  # the code's; logits then span [-1, 1] and the term barely moves (0.1 learns)
     hard_negative_weight: float = 3.0
     margin_alpha: float = 0.2
     margin_beta: float = 0.5

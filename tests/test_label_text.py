@@ -198,3 +198,24 @@ def test_kill_and_resume_equals_uninterrupted(toy_report_cache, tmp_path, switch
             torch.testing.assert_close(found[key], tensor, rtol=0, atol=1e-6, msg=f"{name} {key}")
     assert json.loads((whole / "finding_similarity.json").read_text()) == json.loads(
         (resumed / "finding_similarity.json").read_text())
+
+
+def test_cxrl_explain_shows_the_runs_finding_similarity_heatmap(toy_report_cache, tmp_path):
+    from cxrl.explain.run import run_explain
+
+    run = pretrain("label_text", toy_report_cache.path, tmp_path / "run", overrides=[*RUN, "max_steps=2"])
+    metrics = run_explain([str(run)], toy_report_cache.path, tmp_path / "out", head="zeroshot", maps=["none"],
+                          findings=["Cardiomegaly", "Edema"], n_images=1, min_positives=2)
+    picture = metrics["encoders"][0]["finding_similarity"]
+    assert (tmp_path / "out" / picture).read_bytes() == (run / "finding_similarity.png").read_bytes()
+    assert f'src="{picture}"' in (tmp_path / "out" / "index.html").read_text()
+
+
+@pytest.mark.parametrize(("blank", "expected"), [("zero", 0.0), ("nan", None)])
+def test_a_finding_not_mentioned_is_a_negative_unless_blank_is_nan(toy_cache, blank, expected):
+    from cxrl.train import build_data, resolve_config
+
+    cfg = resolve_config("label_text", None, ["method.pathologies=[Cardiomegaly, Atelectasis]",
+                                              f"method.blank={blank}"])
+    not_mentioned = build_data(cfg, toy_cache.path).targets[:, 1]  # the toy cache has no Atelectasis label
+    assert np.isnan(not_mentioned).all() if expected is None else (not_mentioned == expected).all()

@@ -272,6 +272,7 @@ def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
         train_splits=cfg.train_splits,
         pathologies=getattr(m, "pathologies", ()),
         uncertainty=getattr(m, "uncertainty", "ignore"),
+        blank=getattr(m, "blank", "nan"),
         weighted_sampling=METHODS[m.name].cls.label_sampling and getattr(m, "weighted_sampling", False),
         num_workers=default_workers(cfg.devices) if cfg.num_workers is None else cfg.num_workers,
         seed=cfg.seed,

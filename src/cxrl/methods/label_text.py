@@ -10,7 +10,8 @@ adds a learned ``(K, D)`` offset). Loss (:mod:`cxrl.losses.label_text`):
 ``L = BCE(cos(v_i, e_k) / tau + b_k, y_ik) + ortho_weight ||E^ E^T - I||_F^2 / K^2 + contrastive_weight L_ConVIRT``
 
 with ``v_i`` the image in the joint space, ``b_k`` a learned bias, the BCE masked where the label policy leaves no
-label, ``E^`` the unit rows of ``E`` and ``L_ConVIRT`` the image-report term (``method.loss``, gathered across ranks).
+label (``uncertainty``; a finding not mentioned is a negative unless ``blank: nan``), ``E^`` the unit rows of ``E``
+and ``L_ConVIRT`` the image-report term (``method.loss``, gathered across ranks; the other two are per-rank means).
 Ablations: ``text_branch: false`` is the visual branch alone (no report term; ``E`` is a free parameter initialised
 from the prompts, the text side frozen); ``freeze_text`` / ``freeze_image`` freeze a tower (kept in eval mode).
 The run writes ``finding_similarity.png`` / ``.json``: the cosine similarities of ``E`` at build and after training.
@@ -36,6 +37,8 @@ from cxrl.methods.base import Batch, BuildContext, Logs
 from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
 from cxrl.methods.registry import register_method
 
+FINDING_SIMILARITY = "finding_similarity.png"  # in the run folder; `cxrl explain` shows it
+
 
 @dataclass
 class LabelTextConfig(ConVIRTConfig):
@@ -44,6 +47,7 @@ class LabelTextConfig(ConVIRTConfig):
     name: str = "label_text"
     pathologies: list[str] = field(default_factory=list)  # the findings; empty: every one with a positive train row
     uncertainty: str = "ignore"  # cxrl.data.labels policy for -1 (ignore: masked)
+    blank: str = "zero"  # "not mentioned": zero (a negative, MIMIC's reading) | nan (masked)
     prompts: str | None = None  # YAML {finding: {positive: [...], negative: [...]}} as `cxrl evaluate --prompts`
     cls_temperature: float = 0.1  # tau of the image-to-finding logits
     ortho_weight: float = 1.0
@@ -142,9 +146,9 @@ class LabelText(ConVIRT):
         self.train(was)
         matrices = {"before training": cosine_matrix(self.initial_findings.float().cpu().numpy()),
                     "after training": cosine_matrix(after)}
-        similarity_heatmaps(matrices, self.findings, run_dir / "finding_similarity.png",
+        similarity_heatmaps(matrices, self.findings, run_dir / FINDING_SIMILARITY,
                             "finding-to-finding cosine similarity of the finding embeddings")
-        (run_dir / "finding_similarity.json").write_text(json.dumps(
+        run_dir.joinpath(FINDING_SIMILARITY).with_suffix(".json").write_text(json.dumps(
             {"findings": self.findings, **{k.split()[0]: m.tolist() for k, m in matrices.items()}}, indent=1) + "\n")
 
 

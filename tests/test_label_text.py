@@ -73,7 +73,7 @@ def test_the_loss_is_classification_plus_weighted_orthogonality_and_contrastive_
         pooled = method.encoder(views[0])
         image = method.image_projection(pooled)
         prompts = F.normalize(method.text_projection(method.text(method.prompt_ids, method.prompt_mask).pooled), dim=1)
-        e = torch.stack([prompts[method.prompt_owner == k].mean(0) for k in range(3)])
+        e = torch.stack([prompts[method.prompt_average[k] > 0].mean(0) for k in range(3)])
         torch.testing.assert_close(method.initial_findings, e)  # the prompts' mean unit embeddings at build
         logits = F.normalize(image, dim=1) @ F.normalize(e, dim=1).T / 0.1 + method.finding_bias
         observed = ~batch["labels"].isnan()
@@ -219,3 +219,13 @@ def test_a_finding_not_mentioned_is_a_negative_unless_blank_is_nan(toy_cache, bl
                                               f"method.blank={blank}"])
     not_mentioned = build_data(cfg, toy_cache.path).targets[:, 1]  # the toy cache has no Atelectasis label
     assert np.isnan(not_mentioned).all() if expected is None else (not_mentioned == expected).all()
+
+
+def test_each_finding_averages_its_positive_prompts_and_a_finding_without_prompts_is_its_name(toy_report_cache):
+    torch.manual_seed(0)
+    method = LabelText(create_encoder("tiny_cnn"), LabelTextConfig(**SMALL),
+                       BuildContext(32, cache=toy_report_cache, pathologies=["Cardiomegaly", "Nodule"]))
+    assert method.prompt_average.gt(0).sum(1).tolist() == [3, 1]
+    torch.testing.assert_close(method.prompt_average.sum(1), torch.ones(2))
+    nodule = method.prompt_ids[method.prompt_average[1] > 0][0]
+    assert method.text.tokenizer.decode(nodule, skip_special_tokens=True).replace(" ##", "").lower() == "nodule"

@@ -77,7 +77,8 @@ class LabelText(ConVIRT):
         tokens = self.text.tokenize([p for _, p in texts], cfg.max_length)
         self.register_buffer("prompt_ids", tokens["input_ids"], persistent=False)
         self.register_buffer("prompt_mask", tokens["attention_mask"], persistent=False)
-        self.register_buffer("prompt_owner", torch.tensor([k for k, _ in texts]), persistent=False)
+        owner = F.one_hot(torch.tensor([k for k, _ in texts]), len(self.findings)).T.float()  # (K, P)
+        self.register_buffer("prompt_average", owner / owner.sum(1, keepdim=True), persistent=False)
         self.text.requires_grad_(not self.frozen_text)
         self.text_projection.requires_grad_(cfg.text_branch)
         self.encoder.requires_grad_(not cfg.freeze_image)
@@ -104,10 +105,7 @@ class LabelText(ConVIRT):
             return self.learned_findings
         pooled = self.frozen_prompts if self.frozen_prompts is not None else self.text(self.prompt_ids,
                                                                                          self.prompt_mask).pooled
-        unit = F.normalize(self.text_projection(pooled).float(), dim=1)
-        counts = torch.bincount(self.prompt_owner, minlength=len(self.findings)).clamp(min=1)
-        mean = unit.new_zeros(len(self.findings), unit.shape[1]).index_add(0, self.prompt_owner, unit)
-        mean = mean / counts[:, None]
+        mean = self.prompt_average @ F.normalize(self.text_projection(pooled).float(), dim=1)
         return mean if self.offset is None else mean + self.offset
 
     def column_arrays(self, cache: Any) -> dict[str, np.ndarray]:

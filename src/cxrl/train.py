@@ -275,6 +275,7 @@ def build_data(cfg: PretrainConfig, data: str | Path) -> CacheDataModule:
         train_splits=cfg.train_splits,
         pathologies=getattr(m, "pathologies", ()),
         uncertainty=getattr(m, "uncertainty", "ignore"),
+        blank=getattr(m, "blank", "nan"),
         weighted_sampling=METHODS[m.name].cls.label_sampling and getattr(m, "weighted_sampling", False),
         num_workers=default_workers(cfg.devices) if cfg.num_workers is None else cfg.num_workers,
         seed=cfg.seed,
@@ -441,7 +442,8 @@ def pretrain(
     check_image_size(cfg, datamodule.cache)
     total_steps, warmup_steps = plan_steps(cfg, datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes))
     encoder = create_encoder(cfg.backbone, in_chans=1, weights=cfg.weights)
-    pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets, datamodule.cache)
+    pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets, datamodule.cache,
+                              datamodule.pathologies)
     datamodule.use_columns(pl_method.columns, pl_method.column_arrays(datamodule.cache))
     module = PretrainModule(pl_method, cfg, total_steps, warmup_steps, data_identity(datamodule.cache))
     if resume:
@@ -462,6 +464,7 @@ def pretrain(
     trainer.save_checkpoint(ckpt, weights_only=False)  # collective under DDP: every rank calls it, rank 0 writes
     if trainer.is_global_zero:
         export(run_dir, module, cfg, datamodule)
+        pl_method.write_artifacts(run_dir)
         log.info("pre-training done: %d steps, final loss %.4f, encoder in %s", module.global_step,
                  float(module.last_loss), run_dir)
     return run_dir

@@ -184,6 +184,7 @@ class CacheDataModule(pl.LightningDataModule):
         train_splits: Sequence[str] = ("train",),
         pathologies: Sequence[str] = (),
         uncertainty: str = "ignore",
+        blank: str = "nan",
         weighted_sampling: bool = False,
         num_workers: int = 0,
         seed: int = 0,
@@ -196,7 +197,8 @@ class CacheDataModule(pl.LightningDataModule):
         unknown = sorted(set(self.pathologies) - set(records.columns))
         if unknown:
             raise ConfigError(f"pathologies {unknown} are not columns of the cache at {self.cache.path}")
-        self.targets = apply_uncertainty_policy(label_matrix(records, self.pathologies), uncertainty, seed=seed)
+        self.targets = apply_uncertainty_policy(label_matrix(records, self.pathologies), uncertainty, blank=blank,
+                                                seed=seed)
         self.dataset = CacheDataset(self.cache, self.rows, self.targets)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.weights = inverse_frequency_weights(self.targets).numpy() if weighted_sampling else None

@@ -115,6 +115,9 @@ def gallery_html(metrics: dict) -> str:
     body.append("<h2>Embedding space</h2>")
     body += [f"<h3>{title}</h3>" + _figure(metrics["plots"][key], title)
              for key, title in pictures.items() if key in metrics["plots"]]
+    body += [f"<h3>Finding embeddings of {html.escape(e['name'])} before and after pre-training</h3>"
+             + _figure(e["finding_similarity"], "cosine similarity of the learned finding embeddings")
+             for e in entries if e.get("finding_similarity")]
     if metrics["notes"]:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in metrics["notes"]) + "</ul>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>cxrl explain: {html.escape(names)}</title>"

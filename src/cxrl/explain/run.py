@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from cxrl.explain.gradcam import CAM_METHODS, class_activation_maps, spatial_enc
 from cxrl.explain.overlay import write_overlay
 from cxrl.explain.saliency import METHODS as SALIENCY_METHODS
 from cxrl.explain.saliency import SaliencySettings, TextSimilarity, saliency_dice
+from cxrl.methods.label_text import FINDING_SIMILARITY
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -143,6 +145,8 @@ def run_explain(encoders: list[str | Path], data: str | Path, out: str | Path, b
         entry["localization"], entry["gallery"] = _explain(scored, cam_targets, name, cache, selections, size, dev,
                                                            cfg, out)
         entry["macro"] = _macro(entry["localization"])
+        if (trained := Path(str(spec)) / FINDING_SIMILARITY).is_file():  # written by `cxrl pretrain label_text`
+            entry["finding_similarity"] = shutil.copy(trained, out / f"finding_similarity_{_slug(name)}.png").name
         entries.append(entry)
         embeddings[name] = feats[ev.test]
         if classes is not None:

@@ -3,20 +3,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from torch import nn
 
-from cxrl.methods import byol, cm_cgns, convirt, gloria, mgca, moco, simclr, supervised, swav  # noqa: F401  (registers them)
+from cxrl.methods import (  # noqa: F401  (registers them)
+    byol,
+    cm_cgns,
+    convirt,
+    gloria,
+    label_text,
+    mgca,
+    moco,
+    simclr,
+    supervised,
+    swav,
+)
 from cxrl.methods.base import BuildContext, MethodConfig, PretrainMethod
 from cxrl.methods.registry import ALIASES, METHODS, MethodSpec, canonical_method, register_method
 
 
 def create_method(
-    cfg: MethodConfig, encoder: nn.Module, image_size: int, train_targets: np.ndarray | None = None, cache=None
+    cfg: MethodConfig, encoder: nn.Module, image_size: int, train_targets: np.ndarray | None = None, cache=None,
+    pathologies: Sequence[str] = (),
 ) -> PretrainMethod:
-    """The registered method ``cfg.name`` around ``encoder`` (``train_targets`` (N, K): supervised methods)."""
+    """The registered method ``cfg.name`` around ``encoder`` (``train_targets`` (N, K) and the names of their
+    columns, ``pathologies``: methods on labels)."""
     spec = METHODS[canonical_method(cfg.name)]
-    return spec.cls(encoder, cfg, BuildContext(image_size, train_targets, cache))
+    return spec.cls(encoder, cfg, BuildContext(image_size, train_targets, cache, pathologies))
 
 
 __all__ = [

@@ -15,6 +15,7 @@ import copy
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,11 +63,13 @@ class MethodConfig:
 @dataclass
 class BuildContext:
     """What the engine knows when it builds a method: the training image size, the train rows' targets
-    ``(N, K)`` after the label policy (supervised methods), and the cache (where token caches live)."""
+    ``(N, K)`` after the label policy (supervised methods), the cache (where token caches live) and the names of
+    the targets' ``K`` columns."""
 
     image_size: int
     train_targets: np.ndarray | None = None
     cache: Any = None
+    pathologies: Sequence[str] = ()
 
 
 class PretrainMethod(nn.Module):
@@ -108,6 +111,9 @@ class PretrainMethod(nn.Module):
 
     def on_after_backward(self, step: int) -> None:
         """Called after the backward pass, before the optimizer step (e.g. freezing prototypes)."""
+
+    def write_artifacts(self, run_dir: Path) -> None:
+        """Called once after export (rank 0): files of the method's own beside the exported encoders (e.g. a plot)."""
 
 
 def encode_views(encoder: nn.Module, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:

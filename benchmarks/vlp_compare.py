@@ -37,6 +37,7 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mgca": ("mgca", ()),
     "cm_cgns": ("cm_cgns", ()),
     "label_text": ("label_text", ()),
+    "label_text_visual": ("label_text", ("method.text_branch=false",)),  # its visual-branch-only ablation
 }
 FULL = dict(n=5000, patients=2000, render=128, size=64, batch=128, epochs=12, fractions="0.01,0.1,1", seeds=3,
             min_positives=5)

@@ -133,6 +133,8 @@ class PretrainModule(pl.LightningModule):
             self.to(memory_format=torch.channels_last)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # the global RNG (dropout, e.g. in a text tower) seeded per (seed, step, rank): a resumed run draws the same
+        torch.manual_seed(int(seeds_for([self.global_rank], self.global_step, self.cfg.seed)[0]))
         self.method.on_step_start(self.global_step, self.total_steps)
 
     def step_loss(self, batch: dict[str, torch.Tensor], epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -438,7 +440,8 @@ def pretrain(
     check_image_size(cfg, datamodule.cache)
     total_steps, warmup_steps = plan_steps(cfg, datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes))
     encoder = create_encoder(cfg.backbone, in_chans=1, weights=cfg.weights)
-    pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets, datamodule.cache)
+    pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets, datamodule.cache,
+                              train_splits=cfg.train_splits, pathologies=datamodule.pathologies, seed=cfg.seed)
     datamodule.use_columns(pl_method.columns, pl_method.column_arrays(datamodule.cache))
     module = PretrainModule(pl_method, cfg, total_steps, warmup_steps, data_identity(datamodule.cache))
     if resume:

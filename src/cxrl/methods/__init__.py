@@ -3,20 +3,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from torch import nn
 
-from cxrl.methods import byol, convirt, gloria, mgca, moco, simclr, supervised, swav  # noqa: F401  (registers them)
+from cxrl.methods import byol, convirt, gloria, medclip, mgca, moco, simclr, supervised, swav  # noqa: F401
 from cxrl.methods.base import BuildContext, MethodConfig, PretrainMethod
 from cxrl.methods.registry import ALIASES, METHODS, MethodSpec, canonical_method, register_method
 
 
 def create_method(
-    cfg: MethodConfig, encoder: nn.Module, image_size: int, train_targets: np.ndarray | None = None, cache=None
+    cfg: MethodConfig, encoder: nn.Module, image_size: int, train_targets: np.ndarray | None = None, cache=None,
+    **context: Any,
 ) -> PretrainMethod:
-    """The registered method ``cfg.name`` around ``encoder`` (``train_targets`` (N, K): supervised methods)."""
+    """The registered method ``cfg.name`` around ``encoder`` (``train_targets`` (N, K): supervised methods;
+    ``context``: the other :class:`BuildContext` fields)."""
     spec = METHODS[canonical_method(cfg.name)]
-    return spec.cls(encoder, cfg, BuildContext(image_size, train_targets, cache))
+    return spec.cls(encoder, cfg, BuildContext(image_size, train_targets, cache, **context))
 
 
 __all__ = [

@@ -1,0 +1,135 @@
+"""MedCLIP (Wang et al., EMNLP 2022): images and reports decoupled, matched by the similarity of their labels.
+
+Every step takes the loader's image batch (every train row, with a report or not) and, drawn apart from it, a batch
+of ``text_batch_size`` reports from a text pool: the reports of the cache's train rows with their study's labels,
+plus the train reports of each ``text_data`` cache with its records' labels (or, where it has none of the run's
+pathology columns, cxrl's report labeler's, :mod:`cxrl.data.text.labeler`). The loss is MedCLIP's semantic matching
+(section 3.3, :func:`cxrl.losses.semantic_matching_loss`) over every image x text combination: soft targets from the
+labels' cosine (the paper) or dot product (``label_similarity: dot``, the reference code), -1 mapped by the
+``uncertainty`` policy of :mod:`cxrl.data.labels` (the reference code keeps -1 as -1, which no policy does). Under DDP
+both sides and their labels are gathered across ranks.
+
+Draws are seeded by (seed, global step, rank): a resumed run draws the same texts, two ranks draw different ones.
+The pool is tokenized once (the token cache, :mod:`cxrl.data.tokens`) and held as buffers that move with the method.
+Text tower, tokenizer, projections and exports are ConVIRT's (:class:`cxrl.methods.convirt.ConVIRT`), so zero-shot,
+retrieval and linear evaluation read a run as they read ConVIRT's. Not reproduced: MedCLIP's pooling (mean over
+tokens of the mean of hidden layers 1, 2 and last; here the tower's own ``pooling``, which the exported tower keeps),
+its bias-free linear projection (here ConVIRT's MLP) and its sentence-level labels (here whole reports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cxrl.data.cache import as_cache
+from cxrl.data.labels import CHEXPERT_PATHOLOGIES, apply_uncertainty_policy, label_matrix
+from cxrl.data.text.labeler import label_reports
+from cxrl.data.tokens import report_texts
+from cxrl.data.torch_dataset import training_rows
+from cxrl.errors import ConfigError
+from cxrl.losses import distributed
+from cxrl.losses.image_text import CLIP_INIT_TEMPERATURE, semantic_matching_loss
+from cxrl.methods.base import Batch, BuildContext, Logs
+from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
+from cxrl.methods.registry import register_method
+from cxrl.transforms import seeds_for
+
+
+@dataclass
+class MedCLIPConfig(ConVIRTConfig):
+    """The ``method:`` section of ``cxrl pretrain medclip``: ConVIRT's text side plus the text pool and labels."""
+
+    name: str = "medclip"
+    loss: str = "semantic"  # the only one: MedCLIP's semantic matching
+    temperature: float = CLIP_INIT_TEMPERATURE
+    learn_temperature: bool = True  # MedCLIP's learnable logit scale, clamped to [1, 100]
+    text_batch_size: int | None = None  # texts per step over all ranks; None: the image batch size
+    text_data: list[str] = field(default_factory=list)  # more caches whose train reports join the text pool
+    label_similarity: str = "cosine"  # cosine (the paper) | dot (the reference code)
+    pathologies: list[str] = field(default_factory=list)  # the label vector; empty: those present in the train rows
+    uncertainty: str = "ignore"  # cxrl.data.labels policy for -1 (ignore: counts as not mentioned)
+
+
+@register_method("medclip", config=MedCLIPConfig)
+class MedCLIP(ConVIRT):
+    """Decoupled image-text pre-training with MedCLIP's semantic matching; exports ConVIRT's towers and heads."""
+
+    columns = ("image", "index", "labels")
+
+    def __init__(self, encoder: nn.Module, cfg: MedCLIPConfig, ctx: BuildContext) -> None:
+        for key, bad in (("loss", cfg.loss != "semantic"), ("sentence_prob", cfg.sentence_prob > 0),
+                         ("uncertainty", cfg.uncertainty == "multiclass"),
+                         ("label_similarity", cfg.label_similarity not in ("cosine", "dot")),
+                         ("text_batch_size", cfg.text_batch_size is not None and cfg.text_batch_size < 1)):
+            if bad:
+                raise ConfigError(f"method.{key}={getattr(cfg, key)!r} is not an option of medclip (see "
+                                  "cxrl/methods/medclip.py: semantic loss, whole reports, 1/0 labels, cosine|dot)")
+        if ctx.train_targets is None or len(ctx.pathologies) != ctx.train_targets.shape[1]:
+            raise ConfigError("medclip needs the train rows' labels and their pathology names to build its text pool")
+        super().__init__(encoder, cfg, ctx)
+        self.columns, self.seed, self.step = type(self).columns, ctx.seed, 0
+        parts = [self._reports(ctx.cache, training_rows(ctx.cache.records, ctx.train_splits), ctx.train_targets)]
+        for path in cfg.text_data:
+            cache = as_cache(path)
+            rows = training_rows(cache.records, ctx.train_splits)
+            parts.append(self._reports(cache, rows, self._labels(cache.records.iloc[rows], ctx)))
+        ids, lengths, labels = (np.concatenate(x) for x in zip(*parts, strict=True))
+        if len(ids) == 0:
+            raise ConfigError("medclip: no train row of the cache or of method.text_data has a report")
+        self.pool_lengths = lengths  # on the CPU: each draw's width without a device sync
+        self.register_buffer("pool_ids", torch.from_numpy(ids), persistent=False)
+        self.register_buffer("pool_mask_lengths", torch.from_numpy(lengths), persistent=False)
+        self.register_buffer("pool_labels", torch.from_numpy(labels), persistent=False)
+
+    def _reports(self, cache, rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Token ids (int32), lengths and labels of the ``rows`` of ``cache`` that have a report."""
+        tokens = self.report_tokens(cache)
+        has = tokens.lengths[rows] > 0
+        return (tokens.ids[rows[has]].astype(np.int32), tokens.lengths[rows[has]].astype(np.int64),
+                np.asarray(labels, np.float32)[has])
+
+    def _labels(self, records: pd.DataFrame, ctx: BuildContext) -> np.ndarray:
+        """A text cache's labels after the policy: its own columns, else the report labeler's."""
+        if not any(p in records and records[p].notna().any() for p in ctx.pathologies):
+            found = label_reports(report_texts(records).fillna(""))
+            records = pd.DataFrame(found, columns=list(CHEXPERT_PATHOLOGIES))
+        return apply_uncertainty_policy(label_matrix(records, ctx.pathologies), self.cfg.uncertainty, seed=ctx.seed)
+
+    def draw_texts(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` pool texts without replacement, seeded by (seed, step, rank): ids, attention mask and labels."""
+        if n > len(self.pool_lengths):
+            raise ConfigError(f"medclip: {n} texts per step, but the text pool holds {len(self.pool_lengths)} "
+                              "reports; lower method.text_batch_size (or batch_size) or add method.text_data")
+        generator = torch.Generator().manual_seed(int(seeds_for([distributed.rank()], self.step, self.seed)[0]))
+        pick = torch.randperm(len(self.pool_lengths), generator=generator)[:n]
+        width = max(int(self.pool_lengths[pick.numpy()].max()), 1)
+        pick = pick.to(self.pool_ids.device)
+        lengths = self.pool_mask_lengths[pick]
+        mask = torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+        return self.pool_ids[pick, :width].long(), mask.long(), self.pool_labels[pick]
+
+    def texts_per_rank(self, n_images: int) -> int:
+        """This rank's share of ``text_batch_size`` (its image batch size when unset)."""
+        if self.cfg.text_batch_size is None:
+            return n_images
+        world = distributed.world_size()
+        if self.cfg.text_batch_size % world:
+            raise ConfigError(f"method.text_batch_size={self.cfg.text_batch_size} must be divisible by the "
+                              f"{world} processes")
+        return self.cfg.text_batch_size // world
+
+    def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
+        ids, mask, text_labels = self.draw_texts(self.texts_per_rank(len(views[0])))
+        image, text, _ = self.joint(self.encoder(views[0]), self.text(ids, mask))
+        return semantic_matching_loss(image, text, batch["labels"], text_labels, self.temperature(),
+                                      self.cfg.label_similarity, gather=True), {}
+
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        super().on_step_start(step, total_steps)
+        self.step = step

@@ -22,11 +22,12 @@ from cxrl.losses import distributed, semantic_matching_loss
 from cxrl.methods.base import BuildContext
 from cxrl.methods.medclip import MedCLIP, MedCLIPConfig
 from cxrl.models import create_encoder
+from cxrl.models.export import load_encoder
 from cxrl.models.image_text import load_image_text
 from cxrl.train import pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SMALL = dict(proj_hidden_dim=32, proj_dim=16, vocab_size=120, tiny_width=32, tiny_layers=1)
+SMALL = dict(proj_hidden_dim=32, proj_dim=16, vocab_size=120, tiny_width=32, tiny_layers=2)
 OVERRIDES = ["backbone=tiny_cnn", "image_size=32", "batch_size=16", "num_workers=0", "lr=2e-3", "warmup_epochs=0",
              "progress_bar=false", "monitor.enabled=false", "log_every_n_steps=1",
              *(f"method.{k}={v}" for k, v in SMALL.items())]
@@ -85,6 +86,7 @@ def test_medclip_trains_from_the_cli_lowering_the_loss_and_exports_what_zeroshot
     assert losses[-8:].mean() < losses[:8].mean() - 0.05, (losses[:8].mean(), losses[-8:].mean())
     model = load_image_text(run)
     assert model.text(["Pleural effusion."]).shape == model.image(torch.zeros(1, 1, 32, 32)).shape == (1, 16)
+    assert load_encoder(run, "text")[0].pooling == "medclip"  # the exported tower pools as it trained
 
 
 @pytest.fixture
@@ -114,6 +116,22 @@ def test_images_without_reports_train_and_text_only_reports_join_the_pool(few_re
                                                                           "method.text_batch_size=8"])
     losses = _losses(run)
     assert losses[-6:].mean() < losses[:6].mean() - 0.05, (losses[:6].mean(), losses[-6:].mean())
+
+
+def test_medclip_pooling_is_the_token_mean_of_hidden_layers_one_two_and_last(toy_report_cache):
+    method, _ = _method(toy_report_cache, tiny_layers=3)
+    text = method.text.eval()
+    ids, mask, _ = method.draw_texts(4)
+    with torch.no_grad():
+        features = text(ids, mask)
+        hidden = text.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert text.pooling == "medclip" and len(hidden) == 4  # embeddings + 3 layers: 1, 2 and last all differ
+    weights = mask.unsqueeze(-1).float()
+    expected = (((hidden[1] + hidden[2] + hidden[3]) / 3) * weights).sum(1) / weights.sum(1)
+    torch.testing.assert_close(features.pooled, expected)
+    torch.testing.assert_close(features.tokens, hidden[3])
+    with pytest.raises(ConfigError, match="hidden layers 1, 2 and last"):
+        _method(toy_report_cache, tiny_layers=1)
 
 
 def test_refusals(toy_report_cache):

@@ -41,7 +41,7 @@ class ConVIRTConfig:
     vocab_size: int = 4096  # the 'wordpiece' tokenizer's
     max_length: int = 128  # report tokens kept (findings + impression)
     sentence_prob: float = 0.0  # ConVIRT's t_u: the share of reports cut to one random sentence per step (paper: 1)
-    pooling: str | None = None  # cls | mean; None: the text encoder's default
+    pooling: str | None = None  # cls | mean | medclip (cxrl.models.text); None: the text encoder's default
     tiny_width: int = 64  # tiny_text only: hidden size (4x in the feed-forward, one head per 32)
     tiny_layers: int = 2  # tiny_text only: transformer layers
     proj_hidden_dim: int = 1024

@@ -12,9 +12,10 @@ both sides and their labels are gathered across ranks.
 Draws are seeded by (seed, global step, rank): a resumed run draws the same texts, two ranks draw different ones.
 The pool is tokenized once (the token cache, :mod:`cxrl.data.tokens`) and held as buffers that move with the method.
 Text tower, tokenizer, projections and exports are ConVIRT's (:class:`cxrl.methods.convirt.ConVIRT`), so zero-shot,
-retrieval and linear evaluation read a run as they read ConVIRT's. Not reproduced: MedCLIP's pooling (mean over
-tokens of the mean of hidden layers 1, 2 and last; here the tower's own ``pooling``, which the exported tower keeps),
-its bias-free linear projection (here ConVIRT's MLP) and its sentence-level labels (here whole reports).
+retrieval and linear evaluation read a run as they read ConVIRT's. The text pooling defaults to MedCLIP's
+(``pooling: medclip``, the masked mean over tokens of the average of hidden layers 1, 2 and last, kept by the exported
+tower; any HF tower exposes its hidden states). Not reproduced: MedCLIP's bias-free linear projection (here
+ConVIRT's MLP) and its sentence-level labels (here whole reports with their study's labels).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class MedCLIPConfig(ConVIRTConfig):
     loss: str = "semantic"  # the only one: MedCLIP's semantic matching
     temperature: float = CLIP_INIT_TEMPERATURE
     learn_temperature: bool = True  # MedCLIP's learnable logit scale, clamped to [1, 100]
+    pooling: str | None = "medclip"  # MedCLIP's: hidden layers 1, 2 and last averaged, then a masked token mean
     text_batch_size: int | None = None  # texts per step over all ranks; None: the image batch size
     text_data: list[str] = field(default_factory=list)  # more caches whose train reports join the text pool
     label_similarity: str = "cosine"  # cosine (the paper) | dot (the reference code)

@@ -51,7 +51,7 @@ def _losses(run) -> np.ndarray:
 def test_the_pool_is_the_train_reports_with_their_studys_labels_and_draws_are_seeded(toy_report_cache, monkeypatch):
     method, data = _method(toy_report_cache)
     tokens = method.report_tokens(toy_report_cache)
-    assert len(method.pool_lengths) == len(data.rows)  # every train row of the toy cache has a report
+    assert len(method.pool_ids) == len(data.rows)  # every train row of the toy cache has a report
     assert torch.equal(method.pool_ids, torch.as_tensor(tokens.ids[data.rows].astype(np.int32)))
     torch.testing.assert_close(method.pool_labels, torch.as_tensor(data.targets))
     first = method.draw_texts(8)
@@ -105,7 +105,7 @@ def few_reports(toy_report_cache, tmp_path):
 def test_images_without_reports_train_and_text_only_reports_join_the_pool(few_reports, tmp_path):
     sparse, texts = few_reports
     method, data = _method(sparse, text_data=[str(texts.path)])
-    assert len(method.pool_lengths) == 8 + 6
+    assert len(method.pool_ids) == 8 + 6
     cardio, effusion, edema = (data.pathologies.index(p) for p in ("Cardiomegaly", "Pleural Effusion", "Edema"))
     assert (method.pool_labels[8:][:, [cardio, effusion, edema]] == torch.tensor([1.0, 0.0, 0.0])).all()  # labeler
     without = np.flatnonzero(sparse.records["findings"].iloc[data.rows].isna().to_numpy())[:6]

@@ -10,7 +10,7 @@ labels' cosine (the paper) or dot product (``label_similarity: dot``, the refere
 both sides and their labels are gathered across ranks.
 
 Draws are seeded by (seed, global step, rank): a resumed run draws the same texts, two ranks draw different ones.
-The pool is tokenized once (the token cache, :mod:`cxrl.data.tokens`) and held as buffers that move with the method.
+The pool is tokenized once (the token cache, :mod:`cxrl.data.tokens`) and held on the CPU; each draw goes to the device.
 Text tower, tokenizer, projections and exports are ConVIRT's (:class:`cxrl.methods.convirt.ConVIRT`), so zero-shot,
 retrieval and linear evaluation read a run as they read ConVIRT's. The text pooling defaults to MedCLIP's
 (``pooling: medclip``, the masked mean over tokens of the average of hidden layers 1, 2 and last, kept by the exported
@@ -81,13 +81,11 @@ class MedCLIP(ConVIRT):
             cache = as_cache(path)
             rows = training_rows(cache.records, ctx.train_splits)
             parts.append(self._reports(cache, rows, self._labels(cache.records.iloc[rows], ctx)))
-        ids, lengths, labels = (np.concatenate(x) for x in zip(*parts, strict=True))
-        if len(ids) == 0:
+        # plain CPU tensors, not buffers: DDP would broadcast buffers every step; a draw goes to the device instead
+        self.pool_ids, self.pool_lengths, self.pool_labels = (torch.from_numpy(np.concatenate(x))
+                                                              for x in zip(*parts, strict=True))
+        if len(self.pool_ids) == 0:
             raise ConfigError("medclip: no train row of the cache or of method.text_data has a report")
-        self.pool_lengths = lengths  # on the CPU: each draw's width without a device sync
-        self.register_buffer("pool_ids", torch.from_numpy(ids), persistent=False)
-        self.register_buffer("pool_mask_lengths", torch.from_numpy(lengths), persistent=False)
-        self.register_buffer("pool_labels", torch.from_numpy(labels), persistent=False)
 
     def _reports(self, cache, rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
         """Token ids (int32), lengths and labels of the ``rows`` of ``cache`` that have a report."""
@@ -103,18 +101,17 @@ class MedCLIP(ConVIRT):
             records = pd.DataFrame(found, columns=list(CHEXPERT_PATHOLOGIES))
         return apply_uncertainty_policy(label_matrix(records, ctx.pathologies), self.cfg.uncertainty, seed=ctx.seed)
 
-    def draw_texts(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def draw_texts(self, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
         """``n`` pool texts without replacement, seeded by (seed, step, rank): ids, attention mask and labels."""
-        if n > len(self.pool_lengths):
-            raise ConfigError(f"medclip: {n} texts per step, but the text pool holds {len(self.pool_lengths)} "
+        if n > len(self.pool_ids):
+            raise ConfigError(f"medclip: {n} texts per step, but the text pool holds {len(self.pool_ids)} "
                               "reports; lower method.text_batch_size (or batch_size) or add method.text_data")
         generator = torch.Generator().manual_seed(int(seeds_for([distributed.rank()], self.step, self.seed)[0]))
-        pick = torch.randperm(len(self.pool_lengths), generator=generator)[:n]
-        width = max(int(self.pool_lengths[pick.numpy()].max()), 1)
-        pick = pick.to(self.pool_ids.device)
-        lengths = self.pool_mask_lengths[pick]
-        mask = torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
-        return self.pool_ids[pick, :width].long(), mask.long(), self.pool_labels[pick]
+        pick = torch.randperm(len(self.pool_ids), generator=generator)[:n]
+        lengths = self.pool_lengths[pick]
+        width = max(int(lengths.max()), 1)
+        mask = torch.arange(width)[None, :] < lengths[:, None]
+        return tuple(x.to(device) for x in (self.pool_ids[pick, :width].long(), mask.long(), self.pool_labels[pick]))
 
     def texts_per_rank(self, n_images: int) -> int:
         """This rank's share of ``text_batch_size`` (its image batch size when unset)."""
@@ -127,7 +124,7 @@ class MedCLIP(ConVIRT):
         return self.cfg.text_batch_size // world
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
-        ids, mask, text_labels = self.draw_texts(self.texts_per_rank(len(views[0])))
+        ids, mask, text_labels = self.draw_texts(self.texts_per_rank(len(views[0])), views[0].device)
         image, text, _ = self.joint(self.encoder(views[0]), self.text(ids, mask))
         return semantic_matching_loss(image, text, batch["labels"], text_labels, self.temperature(),
                                       self.cfg.label_similarity, gather=True), {}

@@ -39,7 +39,6 @@ from cxrl.losses.image_text import CLIP_INIT_TEMPERATURE, semantic_matching_loss
 from cxrl.methods.base import Batch, BuildContext, Logs
 from cxrl.methods.convirt import ConVIRT, ConVIRTConfig
 from cxrl.methods.registry import register_method
-from cxrl.transforms import seeds_for
 
 
 @dataclass
@@ -106,8 +105,9 @@ class MedCLIP(ConVIRT):
         if n > len(self.pool_ids):
             raise ConfigError(f"medclip: {n} texts per step, but the text pool holds {len(self.pool_ids)} "
                               "reports; lower method.text_batch_size (or batch_size) or add method.text_data")
-        generator = torch.Generator().manual_seed(int(seeds_for([distributed.rank()], self.step, self.seed)[0]))
-        pick = torch.randperm(len(self.pool_ids), generator=generator)[:n]
+        # its own stream (SeedSequence's hash), apart from the engine's per-step seed of torch's global generator
+        seed = int(np.random.SeedSequence([self.seed, self.step, distributed.rank()]).generate_state(1)[0])
+        pick = torch.randperm(len(self.pool_ids), generator=torch.Generator().manual_seed(seed))[:n]
         lengths = self.pool_lengths[pick]
         width = max(int(lengths.max()), 1)
         mask = torch.arange(width)[None, :] < lengths[:, None]

@@ -443,7 +443,7 @@ def pretrain(
     total_steps, warmup_steps = plan_steps(cfg, datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes))
     encoder = create_encoder(cfg.backbone, in_chans=1, weights=cfg.weights)
     pl_method = create_method(cfg.method, encoder, cfg.image_size, datamodule.targets, datamodule.cache,
-                              datamodule.pathologies)
+                              train_splits=cfg.train_splits, pathologies=datamodule.pathologies, seed=cfg.seed)
     datamodule.use_columns(pl_method.columns, pl_method.column_arrays(datamodule.cache))
     module = PretrainModule(pl_method, cfg, total_steps, warmup_steps, data_identity(datamodule.cache))
     if resume:

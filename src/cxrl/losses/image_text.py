@@ -77,6 +77,7 @@ def semantic_matching_loss(
     text_labels: torch.Tensor,
     temperature: float | torch.Tensor = CLIP_INIT_TEMPERATURE,
     label_similarity: str = "cosine",
+    gather: bool = False,
 ) -> torch.Tensor:
     """MedCLIP's semantic matching loss (Wang et al., EMNLP 2022, section 3.3): soft targets from label similarity.
 
@@ -86,6 +87,9 @@ def semantic_matching_loss(
     ``L^{v->t} = -mean_i sum_j y_ij log p_ij`` and ``L^{t->v}`` the same on the transposed matrices. Images and
     texts need not be pairs: ``image`` (B, D) with ``image_labels`` (B, K), ``text`` (M, D) with ``text_labels``
     (M, K), labels coded 1 / 0 / -1 (NaN, not mentioned, counts 0; an all-zero vector has similarity 0).
+    With ``gather=True`` this rank's images are scored against every rank's texts and its texts against every
+    rank's images (embeddings gathered with gradients, labels without), each direction averaged over this rank's
+    rows: with the same ``B`` and ``M`` on every rank, the mean over ranks is the loss of the whole batch.
     """
     if label_similarity not in ("cosine", "dot"):
         raise ValueError(f"semantic_matching_loss: label_similarity is 'cosine' or 'dot', not {label_similarity!r}")
@@ -96,11 +100,16 @@ def semantic_matching_loss(
         li, lt = (torch.nan_to_num(x.float(), nan=0.0) for x in (image_labels, text_labels))
         if label_similarity == "cosine":
             li, lt = F.normalize(li, dim=1), F.normalize(lt, dim=1)
-        similarity = li @ lt.T
-        logits = v @ t.T / temperature
-        image_to_text = -(similarity.softmax(1) * logits.log_softmax(1)).sum(1).mean()
-        text_to_image = -(similarity.T.softmax(1) * logits.T.log_softmax(1)).sum(1).mean()
+        all_v, all_t = (distributed.gather(x) if gather else x for x in (v, t))
+        all_li, all_lt = (distributed.gather_detached(x) if gather else x for x in (li, lt))
+        image_to_text = _soft_cross_entropy(li @ all_lt.T, v @ all_t.T / temperature)
+        text_to_image = _soft_cross_entropy(lt @ all_li.T, t @ all_v.T / temperature)
         return (image_to_text + text_to_image) / 2
+
+
+def _soft_cross_entropy(similarity: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``-mean_i sum_j softmax_j(similarity)_ij log softmax_j(logits)_ij``."""
+    return -(similarity.softmax(1) * logits.log_softmax(1)).sum(1).mean()
 
 
 def dhn_nce(

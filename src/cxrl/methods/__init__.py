@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -14,6 +14,7 @@ from cxrl.methods import (  # noqa: F401  (registers them)
     convirt,
     gloria,
     label_text,
+    medclip,
     mgca,
     moco,
     simclr,
@@ -26,12 +27,12 @@ from cxrl.methods.registry import ALIASES, METHODS, MethodSpec, canonical_method
 
 def create_method(
     cfg: MethodConfig, encoder: nn.Module, image_size: int, train_targets: np.ndarray | None = None, cache=None,
-    pathologies: Sequence[str] = (),
+    **context: Any,
 ) -> PretrainMethod:
-    """The registered method ``cfg.name`` around ``encoder`` (``train_targets`` (N, K) and the names of their
-    columns, ``pathologies``: methods on labels)."""
+    """The registered method ``cfg.name`` around ``encoder`` (``train_targets`` (N, K): supervised methods;
+    ``context``: the other :class:`BuildContext` fields)."""
     spec = METHODS[canonical_method(cfg.name)]
-    return spec.cls(encoder, cfg, BuildContext(image_size, train_targets, cache, pathologies))
+    return spec.cls(encoder, cfg, BuildContext(image_size, train_targets, cache, **context))
 
 
 __all__ = [

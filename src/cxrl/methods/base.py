@@ -63,13 +63,15 @@ class MethodConfig:
 @dataclass
 class BuildContext:
     """What the engine knows when it builds a method: the training image size, the train rows' targets
-    ``(N, K)`` after the label policy (supervised methods), the cache (where token caches live) and the names of
-    the targets' ``K`` columns."""
+    ``(N, K)`` after the label policy (supervised methods), the cache (where token caches live), the splits the
+    train rows come from, the ``K`` pathologies of the targets, and the run's seed."""
 
     image_size: int
     train_targets: np.ndarray | None = None
     cache: Any = None
+    train_splits: Sequence[str] = ("train",)
     pathologies: Sequence[str] = ()
+    seed: int = 0
 
 
 class PretrainMethod(nn.Module):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxrl.data.tokens import load_tokens, report_columns, resolve_tokenizer, tokenize_reports
+from cxrl.data.tokens import ReportTokens, load_tokens, report_columns, resolve_tokenizer, tokenize_reports
 from cxrl.errors import ConfigError
 from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce, semantic_matching_loss
 from cxrl.methods.base import Batch, BuildContext, Logs, PretrainMethod
@@ -41,7 +41,7 @@ class ConVIRTConfig:
     vocab_size: int = 4096  # the 'wordpiece' tokenizer's
     max_length: int = 128  # report tokens kept (findings + impression)
     sentence_prob: float = 0.0  # ConVIRT's t_u: the share of reports cut to one random sentence per step (paper: 1)
-    pooling: str | None = None  # cls | mean; None: the text encoder's default
+    pooling: str | None = None  # cls | mean | medclip (cxrl.models.text); None: the text encoder's default
     tiny_width: int = 64  # tiny_text only: hidden size (4x in the feed-forward, one head per 32)
     tiny_layers: int = 2  # tiny_text only: transformer layers
     proj_hidden_dim: int = 1024
@@ -87,8 +87,11 @@ class ConVIRT(PretrainMethod):
                         *(("labels",) if cfg.loss == "semantic" else ()))
 
     def column_arrays(self, cache: Any) -> dict[str, np.ndarray]:
-        tokenizer = self.tokenizer or self.cfg.text_encoder
-        return report_columns(load_tokens(tokenize_reports(cache.path, tokenizer, self.cfg.max_length)))
+        return report_columns(self.report_tokens(cache))
+
+    def report_tokens(self, cache: Any) -> ReportTokens:
+        """The cache's reports in this text tower's tokens (the token cache, written once)."""
+        return load_tokens(tokenize_reports(cache.path, self.tokenizer or self.cfg.text_encoder, self.cfg.max_length))
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         text = self.text_features(batch)
@@ -110,7 +113,7 @@ class ConVIRT(PretrainMethod):
 
     def global_loss(self, image: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The configured image-report loss (``method.loss``) of joint-space embeddings (:meth:`joint`)."""
-        temperature = 1 / self.logit_scale() if self.logit_scale is not None else self.cfg.temperature
+        temperature = self.temperature()
         if self.cfg.loss == "dhn_nce":
             return dhn_nce(image, text, temperature, self.cfg.hn_beta, self.cfg.hn_beta, self.cfg.hn_alpha,
                            gather=True, valid=valid)
@@ -118,6 +121,10 @@ class ConVIRT(PretrainMethod):
             labels = batch["labels"]
             return semantic_matching_loss(image, text[valid], labels, labels[valid], temperature)
         return image_text_info_nce(image, text, temperature, self.cfg.image_weight, gather=True, valid=valid)
+
+    def temperature(self) -> float | torch.Tensor:
+        """The fixed ``temperature``, or ``1 / logit scale`` when it is learnt (``learn_temperature``)."""
+        return 1 / self.logit_scale() if self.logit_scale is not None else self.cfg.temperature
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         if self.logit_scale is not None:  # after the previous optimizer step, as open_clip does

@@ -19,7 +19,7 @@ from cxrl.errors import ConfigError
 from cxrl.models.text_tokenizer import create_tokenizer, from_pretrained, list_names, pretrained_source
 from cxrl.models.weights import load_state_into, read_state_dict
 
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "medclip")  # medclip: the masked mean of hidden layers 1, 2 and last, averaged
 # No dropout on the attention probabilities: on a CPU drawing that (B, heads, L, L) mask cost a third of the step
 # (measured on a 64-wide, 2-layer model, 128 x 128 tokens), and a small tower trained from scratch needs it least.
 TINY_TEXT = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512,
@@ -36,7 +36,8 @@ class TextFeatures:
 
 
 class TextEncoder(nn.Module):
-    """An HF transformer with its tokenizer, pooled by the CLS token or by a masked mean over real tokens.
+    """An HF transformer with its tokenizer, pooled by the CLS token, by a masked mean over real tokens, or by
+    MedCLIP's masked mean of the average of hidden layers 1, 2 and last (Wang et al. 2022; at least 2 layers).
 
     Attributes:
         name: the name given to ``create_text_encoder``.
@@ -49,6 +50,9 @@ class TextEncoder(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"text encoder {name!r}: pooling {pooling!r} is not one of {POOLINGS}")
+        if pooling == "medclip" and model.config.num_hidden_layers < 2:
+            raise ConfigError(f"text encoder {name!r}: pooling 'medclip' averages hidden layers 1, 2 and last; "
+                              f"it has {model.config.num_hidden_layers} layer(s)")
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -57,13 +61,14 @@ class TextEncoder(nn.Module):
         self.build_kwargs = build_kwargs
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
-        tokens = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.bool()
+        layers = self.pooling == "medclip"
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers)
+        tokens, mask = out.last_hidden_state, attention_mask.bool()
         if self.pooling == "cls":
-            pooled = tokens[:, 0]
-        else:
-            weights = mask.unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
+            return TextFeatures(pooled=tokens[:, 0], tokens=tokens, mask=mask)
+        pooled_from = (out.hidden_states[1] + out.hidden_states[2] + tokens) / 3 if layers else tokens
+        weights = mask.unsqueeze(-1).to(tokens.dtype)
+        pooled = (pooled_from * weights).sum(1) / weights.sum(1).clamp(min=1)
         return TextFeatures(pooled=pooled, tokens=tokens, mask=mask)
 
     def tokenize(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:

@@ -84,6 +84,7 @@ def test_mgca_is_the_instance_plus_token_plus_prototype_terms(toy_report_cache):
 
     ctx = BuildContext(32, cache=toy_report_cache)
     cfg = MGCAConfig(token_weight=0.7, prototype_weight=0.5, num_prototypes=12, **SMALL)
+    assert cfg.instance_weight == 2.0  # MGCA sums the two directions ConVIRT's term averages
     torch.manual_seed(0)
     mgca = MGCA(create_encoder("tiny_cnn"), cfg, ctx).eval()
     batch, views = _batch(toy_report_cache, mgca), [torch.randn(8, 1, 32, 32)]
@@ -98,7 +99,7 @@ def test_mgca_is_the_instance_plus_token_plus_prototype_terms(toy_report_cache):
         prototype = swav_loss(scores, temperature=0.2)
     for name, value in (("instance_loss", instance), ("token_loss", token), ("prototype_loss", prototype)):
         torch.testing.assert_close(logs[name], value)
-    torch.testing.assert_close(total, instance + 0.7 * token + 0.5 * prototype)
+    torch.testing.assert_close(total, 2 * instance + 0.7 * token + 0.5 * prototype)
 
 
 def test_mgca_trains_from_the_cli_lowering_its_terms(toy_report_cache, tmp_path):

@@ -1,9 +1,11 @@
 """MGCA (Wang et al., NeurIPS 2022): multi-granularity cross-modal alignment of images and reports.
 
-``L = L_ITA + token_weight * L_TPA + prototype_weight * L_CPA`` (the reference code's effective weights are 1, 1, 1):
+``L = instance_weight * L_ITA + token_weight * L_TPA + prototype_weight * L_CPA`` (the reference code's effective
+weights are 1, 1, 1, with L_ITA the *sum* of the two directions):
 
 - instance (ITA): ConVIRT's global term (:class:`cxrl.methods.convirt.ConVIRT`, whose text side and options it
-  keeps; MGCA's defaults: 128-d joint space, ``tau = 0.07``, both directions weighed alike);
+  keeps; MGCA's defaults: 128-d joint space, ``tau = 0.07``, both directions weighed alike), which averages the
+  two directions: ``instance_weight: 2`` makes it MGCA's sum;
 - token (TPA, Eq. 4-7, :func:`cxrl.losses.mgca_token_loss`): the encoder's spatial map projected to patches and
   the report's word tokens (``[CLS]``, ``[SEP]``, padding left out) to words in one ``local_dim`` space, each word
   matched to its own image's attended patches against the sample's other words and vice versa. Word weights are
@@ -39,6 +41,7 @@ class MGCAConfig(ConVIRTConfig):
     proj_dim: int = 128
     temperature: float = 0.07  # instance term
     image_weight: float = 0.5
+    instance_weight: float = 2.0  # x ConVIRT's mean of the two directions = MGCA's sum
     local_dim: int = 128
     token_weight: float = 1.0
     token_temperature: float = 0.1  # tau2
@@ -75,6 +78,6 @@ class MGCA(WordRegionMethod):
             scores = [self.prototypes(F.normalize(z[valid].float(), dim=1)) for z in (image, report)]
         prototype = swav_loss(scores, temperature=cfg.prototype_temperature,
                               sinkhorn_iterations=cfg.sinkhorn_iterations, epsilon=cfg.sinkhorn_epsilon, gather=True)
-        total = instance + cfg.token_weight * token + cfg.prototype_weight * prototype
+        total = cfg.instance_weight * instance + cfg.token_weight * token + cfg.prototype_weight * prototype
         return total, {"instance_loss": instance.detach(), "token_loss": token.detach(),
                        "prototype_loss": prototype.detach()}

@@ -10,8 +10,9 @@ again, so an interrupted comparison resumes):
   cxrl compare OUT/eval --out OUT/table.md
 
 and the summary printed last: per method its pre-training time, linear macro AUROC at 1 / 10 / 100 % labels,
-zero-shot macro AUROC and mean Recall@10 of retrieval, and each one's ratio to ConVIRT (the peer). The phantom seed
-(4242) is one no test uses. ``--smoke``: 200 images, 32 px, a few steps (checks the sequence, measures nothing).
+zero-shot macro AUROC and mean Recall@10 of retrieval (mean ± std over ``--pretrain-seeds``), and each one's ratio
+to ConVIRT (the peer). The phantom seed (4242) is one no test uses. ``--smoke``: 600 images, 32 px, one epoch
+(checks the sequence, measures nothing).
 
 """
 
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from _timing import machine_line
 
 CXRL = str(Path(sys.executable).with_name("cxrl"))
@@ -56,10 +58,10 @@ def run(cmd: list[str], done: Path) -> float:
     return time.perf_counter() - start
 
 
-def pretrain(name: str, cache: Path, out: Path, p: dict, seed: int) -> float:
+def pretrain(name: str, run_name: str, cache: Path, out: Path, p: dict, seed: int) -> float:
     """Pre-train one method at the shared budget; seconds taken (recorded beside the run, so a rerun keeps it)."""
     method, extra = METHODS[name]
-    run_dir, timing = out / "runs" / name, out / "runs" / f"{name}.seconds"
+    run_dir, timing = out / "runs" / run_name, out / "runs" / f"{run_name}.seconds"
     budget = ["backbone=tiny_cnn", f"image_size={p['size']}", f"batch_size={p['batch']}", f"max_epochs={p['epochs']}",
               "optimizer=adamw", "lr=2e-3", "warmup_epochs=1", "accelerator=cpu", f"seed={seed}",
               "progress_bar=false"]
@@ -71,12 +73,12 @@ def pretrain(name: str, cache: Path, out: Path, p: dict, seed: int) -> float:
     return float(timing.read_text()) if timing.exists() else float("nan")
 
 
-def evaluate(name: str, cache: Path, out: Path, p: dict, seed: int) -> dict[str, Path]:
+def evaluate(run_name: str, cache: Path, out: Path, p: dict, seed: int) -> dict[str, Path]:
     """Linear (label fractions), zero-shot and retrieval (methods with a text side) of one run."""
-    run_dir, dirs = out / "runs" / name, {}
+    run_dir, dirs = out / "runs" / run_name, {}
     protocols = ["linear", *(["zeroshot", "retrieval"] if (run_dir / "text").exists() else [])]
     for protocol in protocols:
-        eval_dir = dirs[protocol] = out / "eval" / f"{name}-{protocol}"
+        eval_dir = dirs[protocol] = out / "eval" / f"{run_name}-{protocol}"
         extra = ["--fractions", p["fractions"], "--seeds", str(p["seeds"])] if protocol == "linear" else []
         run([CXRL, "evaluate", "--encoder", str(run_dir), "--protocol", protocol, "--data", str(cache),
              "--out", str(eval_dir), "--seed", str(seed), "--embedding", "none", "--bootstrap", "0",
@@ -99,11 +101,20 @@ def scores(dirs: dict[str, Path], fractions: list[str]) -> dict[str, float]:
     return out
 
 
+def cell(values: list[float]) -> str:
+    """``mean`` or ``mean ± std`` (sample std) of one table cell."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("vlp_compare"))
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
-    parser.add_argument("--seed", type=int, default=4242)
+    parser.add_argument("--seed", type=int, default=4242, help="the phantom's and the evaluations' seed")
+    parser.add_argument("--pretrain-seeds", default=None, help="comma-separated pre-training seeds (default: --seed); "
+                        "the table gives mean ± std over them")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     p, names = SMOKE if args.smoke else FULL, args.methods.split(",")
@@ -116,17 +127,24 @@ def main() -> None:
         phantom / "mimic-cxr-2.0.0-split.csv.gz")
     run([CXRL, "prepare", "mimic", "--root", str(phantom), "--out", str(cache), "--size", str(p["size"]),
          "--reader-option", "reports=true"], cache / "manifest.json")
-    rows = {}
-    for name in names:
-        seconds = pretrain(name, cache, args.out, p, args.seed)
-        rows[name] = {"pretrain s": seconds, **scores(evaluate(name, cache, args.out, p, args.seed),
-                                                     p["fractions"].split(","))}
+    seeds = [int(x) for x in (args.pretrain_seeds or str(args.seed)).split(",")]
+    per_seed: dict[str, list[dict[str, float]]] = {}
+    for seed in seeds:
+        for name in names:
+            run_name = name if seed == args.seed else f"{name}-s{seed}"
+            seconds = pretrain(name, run_name, cache, args.out, p, seed)
+            per_seed.setdefault(name, []).append(
+                {"pretrain s": seconds, **scores(evaluate(run_name, cache, args.out, p, args.seed),
+                                                 p["fractions"].split(","))})
     subprocess.run([CXRL, "compare", str(args.out / "eval"), "--out", str(args.out / "table.md")], check=True)
-    (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
+    (args.out / "summary.json").write_text(json.dumps(per_seed, indent=1))
+    rows = {name: {k: float(np.mean([r[k] for r in runs])) for k in runs[0]} for name, runs in per_seed.items()}
     columns = list(dict.fromkeys(k for r in rows.values() for k in r))
-    print("\n| method | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|")
-    for name, row in rows.items():
-        print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if c in row else "—" for c in columns) + " |")
+    print(f"\n{len(seeds)} pre-training seed(s): mean" + (" ± std" if len(seeds) > 1 else ""))
+    print("| method | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|")
+    for name, runs in per_seed.items():
+        cells = [cell([r[c] for r in runs]) if c in runs[0] else "—" for c in columns]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     peer = rows.get("convirt")
     if peer:
         keys = [columns[1], "zero-shot"]  # the smallest label fraction

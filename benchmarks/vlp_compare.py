@@ -13,7 +13,6 @@ and the summary printed last: per method its pre-training time, linear macro AUR
 zero-shot macro AUROC and mean Recall@10 of retrieval (mean ± std over ``--pretrain-seeds``), and each one's ratio
 to ConVIRT (the peer). The phantom seed (4242) is one no test uses. ``--smoke``: 600 images, 32 px, one epoch
 (checks the sequence, measures nothing).
-
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "medclip": ("medclip", ()),
     "gloria": ("gloria", ()),
     "mgca": ("mgca", ()),
+    "mgca_token_0.1": ("mgca", ("method.token_weight=0.1",)),  # at this lr the full token term collapses MGCA
     "cm_cgns": ("cm_cgns", ()),
     "label_text": ("label_text", ()),
     "label_text_visual": ("label_text", ("method.text_branch=false",)),  # its visual-branch-only ablation

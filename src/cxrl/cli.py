@@ -21,7 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "phantom": ("cxrl.data.phantom.cli", "write a phantom dataset in the CheXpert or MIMIC-CXR-JPG layout"),
     "prepare": ("cxrl.data.prepare", "read a dataset and build the preprocessed image cache"),
     "inspect": ("cxrl.data.inspect", "counts, co-occurrence and label shift of a cache"),
-    "pretrain": ("cxrl.train", "pre-train encoders with a registered method (simclr, moco, byol, swav, supervised)"),
+    "pretrain": ("cxrl.train", "pre-train encoders with a registered method (simclr, moco, byol, swav, supervised; "
+                 "from reports: convirt, medclip, gloria, mgca, cm_cgns, label_text)"),
     "evaluate": ("cxrl.evaluate.cli", "evaluate an encoder across label fractions (linear, finetune, ...)"),
     "compare": ("cxrl.evaluate.compare", "one table of several encoders' evaluations"),
     "explain": ("cxrl.explain.cli", "Grad-CAM, pointing game, embedding maps and similarity heatmaps (HTML gallery)"),

@@ -57,7 +57,8 @@ NORMAL_SENTENCES: dict[tuple[str, ...], tuple[str, ...]] = {  # organ's findings
 ORGAN_NEGATIONS = {  # a negated finding said through its organ (the labeler's ORGANS rule reads them back)
     "Cardiomegaly": ("Heart size is normal.", "The cardiac silhouette is not enlarged.", "Normal heart size."),
     "Enlarged Cardiomediastinum": ("The mediastinal contours are normal.", "Mediastinal contours are unremarkable.",
-                                   "The cardiomediastinal silhouette is normal.", "Normal cardiomediastinal silhouette."),
+                                   "The cardiomediastinal silhouette is normal.",
+                                   "Normal cardiomediastinal silhouette."),
 }
 NORMAL_IMPRESSIONS = ("No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.",
                       "No acute intrathoracic process.")

@@ -18,10 +18,13 @@ to ConVIRT (the peer). The phantom seed (4242) is one no test uses. ``--smoke``:
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +59,21 @@ def run(cmd: list[str], done: Path) -> float:
     if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:
         sys.exit(f"vlp_compare: stopped, this command failed (its message is above): {' '.join(cmd)}")
     return time.perf_counter() - start
+
+
+@contextmanager
+def run_lock(out: Path, run_name: str) -> Iterator[None]:
+    """Hold ``OUT/.locks/RUN.lock`` while a run is trained and evaluated: a second comparison started on the same
+    folder stops instead of training the same run beside the first (the lock goes with the process)."""
+    path = out / ".locks" / f"{run_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(f"vlp_compare: another process is working on {run_name} in {out}; wait for it, or give each "
+                     "comparison its own --methods")
+        yield
 
 
 def pretrain(name: str, run_name: str, cache: Path, out: Path, p: dict, seed: int) -> float:
@@ -132,10 +150,10 @@ def main() -> None:
     for seed in seeds:
         for name in names:
             run_name = name if seed == args.seed else f"{name}-s{seed}"
-            seconds = pretrain(name, run_name, cache, args.out, p, seed)
-            per_seed.setdefault(name, []).append(
-                {"pretrain s": seconds, **scores(evaluate(run_name, cache, args.out, p, args.seed),
-                                                 p["fractions"].split(","))})
+            with run_lock(args.out, run_name):
+                seconds = pretrain(name, run_name, cache, args.out, p, seed)
+                dirs = evaluate(run_name, cache, args.out, p, args.seed)
+            per_seed.setdefault(name, []).append({"pretrain s": seconds, **scores(dirs, p["fractions"].split(","))})
     subprocess.run([CXRL, "compare", str(args.out / "eval"), "--out", str(args.out / "table.md")], check=True)
     (args.out / "summary.json").write_text(json.dumps(per_seed, indent=1))
     rows = {name: {k: float(np.mean([r[k] for r in runs])) for k in runs[0]} for name, runs in per_seed.items()}

@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-from engine_support import encoder_tensors
+from engine_support import encoder_tensors, on_two_gloo_ranks
 
 from cxrl.losses.cgns import (
     bml_loss,
@@ -186,25 +184,20 @@ def test_kill_and_resume_equals_uninterrupted_including_the_cluster_centres(toy_
     torch.testing.assert_close(_centres(resumed), _centres(whole), rtol=0, atol=1e-6)
 
 
-def _cluster_worker(rank: int, world: int, rendezvous: str, out_dir: str, z1: torch.Tensor, z2: torch.Tensor) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
-    try:
-        rows = slice(0, 5) if rank == 0 else slice(5, None)  # ranks hold different numbers of sentences
-        centres, ready = torch.zeros(3, z1.shape[1]), torch.tensor(False)
-        cluster_step(centres, ready, z1[rows], z2[rows], 0.3, 1.0)  # seeds them
-        seeded = centres.clone()
-        cluster_step(centres, ready, z1[rows], z2[rows].flip(0), 0.3, 1.0)  # moves them
-        torch.save({"seeded": seeded, "moved": centres}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _cluster_worker(rank: int, world: int, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+    rows = slice(0, 5) if rank == 0 else slice(5, None)  # ranks hold different numbers of sentences
+    centres, ready = torch.zeros(3, z1.shape[1]), torch.tensor(False)
+    cluster_step(centres, ready, z1[rows], z2[rows], 0.3, 1.0)  # seeds them
+    seeded = centres.clone()
+    cluster_step(centres, ready, z1[rows], z2[rows].flip(0), 0.3, 1.0)  # moves them
+    return {"seeded": seeded, "moved": centres}
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_step_the_centres_on_every_ranks_sentences_like_one_process(tmp_path):
     gen = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(12, 4, generator=gen), torch.randn(12, 4, generator=gen)
-    mp.spawn(_cluster_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path), z1, z2), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = on_two_gloo_ranks(_cluster_worker, tmp_path, z1, z2)
     centres, ready = torch.zeros(3, 4), torch.tensor(False)
     cluster_step(centres, ready, z1, z2, 0.3, 1.0)
     seeded = centres.clone()

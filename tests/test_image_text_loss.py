@@ -7,8 +7,7 @@ import functools
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from engine_support import on_two_gloo_ranks
 
 from cxrl.losses import LogitScale, dhn_nce, image_text_info_nce
 from cxrl.models.heads import image_text_projection
@@ -112,17 +111,12 @@ LOSSES = {  # the image-text losses that gather negatives across ranks
 }
 
 
-def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, inputs: dict[str, torch.Tensor],
-                loss_name: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
-    try:
-        half = len(inputs["v"]) // world
-        v, t = (inputs[k][rank * half:(rank + 1) * half].clone().requires_grad_() for k in ("v", "t"))
-        loss = LOSSES[loss_name](v, t, gather=True)
-        gv, gt = torch.autograd.grad(loss, [v, t])
-        torch.save({"loss": loss.detach(), "gv": gv, "gt": gt}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, world: int, inputs: dict[str, torch.Tensor], loss_name: str) -> dict[str, torch.Tensor]:
+    half = len(inputs["v"]) // world
+    v, t = (inputs[k][rank * half:(rank + 1) * half].clone().requires_grad_() for k in ("v", "t"))
+    loss = LOSSES[loss_name](v, t, gather=True)
+    gv, gt = torch.autograd.grad(loss, [v, t])
+    return {"loss": loss.detach(), "gv": gv, "gt": gt}
 
 
 @pytest.mark.slow
@@ -130,9 +124,7 @@ def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, inputs: di
 def test_two_gloo_processes_with_gathered_negatives_equal_one_process_on_the_whole_batch(tmp_path, loss_name):
     gen = torch.Generator().manual_seed(0)
     inputs = {"v": torch.randn(8, 5, generator=gen), "t": torch.randn(8, 5, generator=gen)}
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path), inputs, loss_name), nprocs=2,
-             join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = on_two_gloo_ranks(_ddp_worker, tmp_path, inputs, loss_name)
 
     loss = LOSSES[loss_name]
     v, t = inputs["v"].clone().requires_grad_(), inputs["t"].clone().requires_grad_()

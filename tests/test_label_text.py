@@ -11,10 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
-from engine_support import TOY_FINDINGS
+from engine_support import TOY_FINDINGS, on_two_gloo_ranks
 from safetensors.torch import load_file
 from test_resume import Kill
 
@@ -148,18 +146,13 @@ def test_each_ablation_switch_changes_what_trains(toy_report_cache, tmp_path, sw
     assert ("train/contrastive_loss" in logged) == contrastive and "train/cls_loss" in logged
 
 
-def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, cache_path: str, views, batch) -> None:
+def _ddp_worker(rank: int, world: int, cache_path: str, views, batch) -> dict[str, torch.Tensor]:
     from cxrl.data.cache import open_cache
 
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
-    try:
-        method = _method(open_cache(cache_path)).eval()
-        half = len(views) // world
-        mine = {k: v[rank * half:(rank + 1) * half] for k, v in batch.items()}
-        _, logs = method.loss([views[rank * half:(rank + 1) * half]], mine)
-        torch.save(logs, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    method = _method(open_cache(cache_path)).eval()
+    half = len(views) // world
+    mine = {k: v[rank * half:(rank + 1) * half] for k, v in batch.items()}
+    return method.loss([views[rank * half:(rank + 1) * half]], mine)[1]
 
 
 @pytest.mark.slow
@@ -172,9 +165,7 @@ def test_two_gloo_processes_equal_one_process(toy_report_cache, tmp_path):
     views = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         _, full = method.loss([views], batch)
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path), str(toy_report_cache.path), views,
-                                batch), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = on_two_gloo_ranks(_ddp_worker, tmp_path, str(toy_report_cache.path), views, batch)
     for term in ("cls_loss", "ortho_loss", "contrastive_loss"):
         torch.testing.assert_close((ranks[0][term] + ranks[1][term]) / 2, full[term], msg=term)
     torch.testing.assert_close(ranks[0]["ortho_loss"], ranks[1]["ortho_loss"])  # E is the same on every rank

@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from engine_support import on_two_gloo_ranks
 
 from cxrl.losses import (
     FeatureQueue,
@@ -260,27 +259,22 @@ def test_positive_weights_and_inverse_frequency_sample_weights():
 # ---------------------------------------------------------------------------------------------- two-process DDP
 
 
-def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, inputs: dict[str, torch.Tensor]) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
-    try:
-        half = len(inputs["z1"]) // world
-        local = {k: v[rank * half:(rank + 1) * half].clone().requires_grad_() for k, v in inputs.items()}
-        results: dict[str, torch.Tensor] = {}
-        loss = nt_xent(local["z1"], local["z2"], 0.2, gather=True)
-        g1, g2 = torch.autograd.grad(loss, [local["z1"], local["z2"]])
-        results.update(ntxent=loss.detach(), g1=g1, g2=g2)
-        loss = info_nce(local["z1"], local["z2"], temperature=0.2, gather=True)
-        (gq,) = torch.autograd.grad(loss, [local["z1"]])
-        results.update(infonce=loss.detach(), gq=gq)
-        scores = [local["z1"].detach() @ inputs["protos"].T, local["z2"].detach() @ inputs["protos"].T]
-        results["swav"] = swav_loss(scores, temperature=0.1, gather=True)
-        queue, own = FeatureQueue(dim=5, size=6), FeatureQueue(dim=5, size=6, gather=False)
-        queue.enqueue(local["z2"].detach())
-        own.enqueue(local["z2"].detach())
-        results.update(queue=queue.features, own=own.features)
-        torch.save(results, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, world: int, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    half = len(inputs["z1"]) // world
+    local = {k: v[rank * half:(rank + 1) * half].clone().requires_grad_() for k, v in inputs.items()}
+    results: dict[str, torch.Tensor] = {}
+    loss = nt_xent(local["z1"], local["z2"], 0.2, gather=True)
+    g1, g2 = torch.autograd.grad(loss, [local["z1"], local["z2"]])
+    results.update(ntxent=loss.detach(), g1=g1, g2=g2)
+    loss = info_nce(local["z1"], local["z2"], temperature=0.2, gather=True)
+    (gq,) = torch.autograd.grad(loss, [local["z1"]])
+    results.update(infonce=loss.detach(), gq=gq)
+    scores = [local["z1"].detach() @ inputs["protos"].T, local["z2"].detach() @ inputs["protos"].T]
+    results["swav"] = swav_loss(scores, temperature=0.1, gather=True)
+    queue, own = FeatureQueue(dim=5, size=6), FeatureQueue(dim=5, size=6, gather=False)
+    queue.enqueue(local["z2"].detach())
+    own.enqueue(local["z2"].detach())
+    return {**results, "queue": queue.features, "own": own.features}
 
 
 @pytest.mark.slow
@@ -288,9 +282,7 @@ def test_gathered_losses_on_two_gloo_processes_equal_the_single_process_losses(t
     gen = torch.Generator().manual_seed(0)
     inputs = {"z1": torch.randn(8, 5, generator=gen), "z2": torch.randn(8, 5, generator=gen),
               "protos": torch.randn(4, 5, generator=gen)}
-    args = (2, str(tmp_path / "rendezvous"), str(tmp_path), inputs)
-    mp.spawn(_ddp_worker, args=args, nprocs=2, join=True)  # spawn, not fork: forking after OpenMP use can hang
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = on_two_gloo_ranks(_ddp_worker, tmp_path, inputs)
 
     z1, z2 = inputs["z1"].clone().requires_grad_(), inputs["z2"].clone().requires_grad_()
     full = nt_xent(z1, z2, 0.2)

@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-from engine_support import encoder_tensors
+from engine_support import encoder_tensors, on_two_gloo_ranks
 from test_resume import Kill
 from test_semantic_matching import naive
 
@@ -141,16 +139,12 @@ def test_refusals(toy_report_cache):
             _method(toy_report_cache, **bad)
 
 
-def _ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str, inputs: dict[str, torch.Tensor]) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
-    try:
-        mine = {k: x.chunk(world)[rank].clone() for k, x in inputs.items()}
-        v, t = mine["v"].requires_grad_(), mine["t"].requires_grad_()
-        loss = semantic_matching_loss(v, t, mine["lv"], mine["lt"], temperature=0.1, gather=True)
-        gv, gt = torch.autograd.grad(loss, [v, t])
-        torch.save({"loss": loss.detach(), "gv": gv, "gt": gt}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, world: int, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    mine = {k: x.chunk(world)[rank].clone() for k, x in inputs.items()}
+    v, t = mine["v"].requires_grad_(), mine["t"].requires_grad_()
+    loss = semantic_matching_loss(v, t, mine["lv"], mine["lt"], temperature=0.1, gather=True)
+    gv, gt = torch.autograd.grad(loss, [v, t])
+    return {"loss": loss.detach(), "gv": gv, "gt": gt}
 
 
 @pytest.mark.slow
@@ -159,8 +153,7 @@ def test_two_gloo_processes_equal_one_process_on_the_whole_image_and_text_batche
     inputs = {"v": torch.randn(8, 5, generator=gen), "t": torch.randn(6, 5, generator=gen),
               "lv": torch.randint(-1, 2, (8, 4), generator=gen).float(),
               "lt": torch.randint(-1, 2, (6, 4), generator=gen).float()}
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path), inputs), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = on_two_gloo_ranks(_ddp_worker, tmp_path, inputs)
     v, t = inputs["v"].clone().requires_grad_(), inputs["t"].clone().requires_grad_()
     full = semantic_matching_loss(v, t, inputs["lv"], inputs["lt"], temperature=0.1)
     full.backward()

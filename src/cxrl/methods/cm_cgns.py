@@ -33,7 +33,6 @@ from cxrl.methods.convirt import ConVIRTConfig
 from cxrl.methods.registry import register_method
 from cxrl.methods.word_region import WordRegionMethod
 from cxrl.models.pyramid import probe_feature_maps
-from cxrl.transforms import seeds_for
 
 
 @dataclass
@@ -102,8 +101,8 @@ class CMCGNS(WordRegionMethod):
         total = global_term + image_local + text_local
         if self.step < cfg.mir_start_step:  # stage 1: the decoder joins the graph with weight 0 (DDP needs its grads)
             return total + 0.0 * sum(p.sum() for p in self.decoder.parameters()), logs
-        generator = torch.Generator(patches.device).manual_seed(int(seeds_for(batch["index"][:1], self.step)[0]))
-        keep = torch.rand(patches.shape[:2], generator=generator, device=patches.device) >= cfg.mir_mask_ratio
+        # the engine seeds torch's generator per (seed, step, rank): the mask replays on --resume
+        keep = torch.rand(patches.shape[:2], device=patches.device) >= cfg.mir_mask_ratio
         masked = patches * keep[..., None] / (1 - cfg.mir_mask_ratio)
         side = math.isqrt(patches.shape[1])
         fused = torch.cat([masked, text_to_patch], -1).transpose(1, 2).unflatten(2, (side, side))

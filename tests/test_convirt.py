@@ -161,3 +161,36 @@ def test_convirt_selects_dhn_nce_or_medclip_semantic_matching_and_refuses_an_unk
         loss.backward()
     with pytest.raises(ConfigError, match="method.loss"):
         step(loss="triplet")
+
+
+def test_negation_negatives_are_the_flip_of_the_very_sentence_the_report_view_kept(toy_report_cache):
+    """method.negation_negatives: with sentence_prob 1, row i's hard negative is the negation flip of the one
+    sentence its report view kept ("Cardiomegaly." -> "No cardiomegaly."); whole reports flip whole; the loss
+    backpropagates through both; any loss other than info_nce is refused."""
+    from cxrl.data.text.negation import negate_sentence
+    from cxrl.models.text_tokenizer import create_tokenizer
+
+    rows = np.arange(8)
+    cfg = ConVIRTConfig(proj_hidden_dim=64, proj_dim=32, vocab_size=120, sentence_prob=1.0, negation_negatives=True)
+    method = ConVIRT(create_encoder("tiny_cnn"), cfg, BuildContext(32, cache=toy_report_cache))
+    batch = {k: torch.from_numpy(np.asarray(v[rows])) for k, v in method.column_arrays(toy_report_cache).items()}
+    assert {"negated_tokens", "negated_mask", "negated_sentences"} <= set(method.columns)
+    tokenizer = create_tokenizer(method.tokenizer)
+    (ids, mask), (flip_ids, flip_mask) = method.text_view(batch), method.text_view(batch, "negated")
+    for row in range(len(rows)):
+        kept = tokenizer.decode(ids[row][mask[row].bool()], skip_special_tokens=True)
+        flipped = tokenizer.decode(flip_ids[row][flip_mask[row].bool()], skip_special_tokens=True)
+        assert flipped == tokenizer.decode(tokenizer(negate_sentence(kept))["input_ids"], skip_special_tokens=True)
+    hard = method.negation_negatives(batch)
+    assert hard["hard_text"].shape == (len(rows), 32) and hard["hard_valid"].all()
+    images = [torch.randn(len(rows), 1, 32, 32)]
+    loss, _ = method.loss(images, batch)
+    loss.backward()
+    method.cfg.negation_negatives = False  # the same sentences (kept in the batch) without the hard negatives
+    assert torch.isfinite(loss) and loss > method.loss(images, batch)[0]
+    method.eval()  # evaluation: whole reports, no hard negatives
+    whole = method.text_view(batch, "negated")[1].sum(1)
+    assert torch.equal(whole, batch["negated_mask"].sum(1))
+    with pytest.raises(ConfigError, match="negation_negatives"):
+        ConVIRT(create_encoder("tiny_cnn"), ConVIRTConfig(negation_negatives=True, loss="dhn_nce"),
+                BuildContext(32, cache=toy_report_cache))

@@ -71,6 +71,26 @@ def test_rows_without_a_report_are_no_query_and_their_text_no_candidate():
     assert empty.item() == 0.0
 
 
+def test_hard_negative_texts_join_the_image_to_text_candidates_only():
+    """NegCLIP: image i is scored against every report and every hard negative text (the invalid ones left out);
+    the text-to-image term is unchanged."""
+    v, t = _pair(n=5)
+    hard = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    hard_valid = torch.tensor([True, False, True, True, False])
+    loss = image_text_info_nce(v, t, 0.1, 0.75, hard_text=hard, hard_valid=hard_valid)
+    candidates = torch.cat([t, hard[hard_valid]])
+    image_terms = []
+    for i in range(len(v)):
+        sims = torch.stack([torch.cosine_similarity(v[i], c, dim=0) for c in candidates]) / 0.1
+        image_terms.append(-(sims[i] - torch.logsumexp(sims, dim=0)))
+    expected = 0.75 * torch.stack(image_terms).mean() + 0.25 * naive_direction(t, v, 0.1)
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
+    grad = torch.autograd.grad(loss, hard)[0]
+    assert (grad[~hard_valid] == 0).all() and (grad[hard_valid].abs() > 0).all()
+    none_valid = image_text_info_nce(v, t, 0.1, 0.75, hard_text=hard, hard_valid=torch.zeros(5, dtype=torch.bool))
+    torch.testing.assert_close(none_valid, image_text_info_nce(v, t, 0.1, 0.75))
+
+
 def test_loss_rejects_a_weight_outside_unit_interval_and_mismatched_shapes():
     v, t = _pair()
     with pytest.raises(ValueError, match="image_weight"):
@@ -108,6 +128,8 @@ def test_image_text_projection_is_a_two_layer_mlp_without_batch_norm():
 LOSSES = {  # the image-text losses that gather negatives across ranks
     "info_nce": functools.partial(image_text_info_nce, temperature=0.1, image_weight=0.75),
     "dhn_nce": functools.partial(dhn_nce, temperature=0.2),
+    "info_nce_hard_negatives": lambda v, t, gather=False: image_text_info_nce(
+        v, t, 0.1, 0.75, gather=gather, hard_text=v + t.roll(1, dims=1), hard_valid=t[:, 0] > -0.5),
 }
 
 

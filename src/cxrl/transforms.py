@@ -111,21 +111,30 @@ def convirt_views(size: int = 224) -> list[ViewConfig]:
                        contrast=0.4, blur_p=0.5, blur_sigma=_scaled_sigma(size))]
 
 
-def sentence_view(ids: torch.Tensor, mask: torch.Tensor, sentences: torch.Tensor,
-                  prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+def sentence_view(ids: torch.Tensor, mask: torch.Tensor, sentences: torch.Tensor, prob: float,
+                  chosen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """ConVIRT's text transform ``t_u`` (Zhang et al. 2022, section 3.1): each report, with probability ``prob``,
     is cut to one uniformly drawn sentence, kept with its special tokens and moved to the front (positions as a
     prompt's). ``ids``, ``mask`` and ``sentences`` are ``(B, L)`` token ids, real-token mask and sentence numbers
-    (:func:`cxrl.data.tokens.token_sentences`); reports without a sentence stay whole."""
-    if prob <= 0:
+    (:func:`cxrl.data.tokens.token_sentences`); reports without a sentence stay whole. ``chosen`` (B,) from
+    :func:`choose_sentences` cuts to given sentences instead (0: whole), e.g. the same ones in two texts."""
+    if chosen is None and prob <= 0:
         return ids, mask
-    mask = mask.bool()
-    count = torch.where(mask, sentences.long(), 0).amax(1)
-    cut = (torch.rand(count.shape, device=ids.device) < prob) & (count > 0)
-    chosen = (torch.rand(count.shape, device=ids.device) * count).long() + 1
-    keep = mask & ((sentences.long() == chosen[:, None]) | (sentences == 0) | ~cut[:, None])
+    if chosen is None:
+        chosen = choose_sentences(mask, sentences, prob)
+    keep = mask.bool() & ((sentences.long() == chosen[:, None]) | (sentences == 0) | (chosen[:, None] == 0))
     order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)
     return ids.gather(1, order), keep.gather(1, order)
+
+
+def choose_sentences(mask: torch.Tensor, sentences: torch.Tensor, prob: float) -> torch.Tensor:
+    """Per report, with probability ``prob``, a uniformly drawn sentence number (1-based); else 0 (whole report)."""
+    count = torch.where(mask.bool(), sentences.long(), 0).amax(1)
+    if prob <= 0:
+        return torch.zeros_like(count)
+    cut = (torch.rand(count.shape, device=mask.device) < prob) & (count > 0)
+    chosen = (torch.rand(count.shape, device=mask.device) * count).long() + 1
+    return torch.where(cut, chosen, 0)
 
 
 def eval_view(size: int = 224) -> ViewConfig:

@@ -7,7 +7,10 @@ saved under one name never share tokens)::
         tokens.npy     (N, max_length) uint16 (int32 for vocabularies over 65,535), padded, row i <-> images[i]
         lengths.npy    (N,) int32 real tokens per row (0: the record has no report text)
         sentences.npy  (N, max_length) uint8 sentence number of each token, 1 to 255 (0: special tokens, padding)
-        manifest.json  tokenizer name and SHA-256, max_length, pad_id, text columns, rows without text
+        manifest.json  tokenizer name and SHA-256, max_length, variant, pad_id, text columns, rows without text
+
+A ``variant`` other than ``report`` tokenizes a rewrite of each report instead (``negated``:
+:func:`cxrl.data.text.negation.negate_report`, in ``{name}-{sha8}-L{max_length}-negated/``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ WORDPIECE = "wordpiece"  # tokenizer name meaning "a word-piece trained on this 
 TOKENS_FORMAT = 2  # 2: sentences.npy added
 TEXT_COLUMNS = ("findings", "impression")
 FALLBACK_COLUMN = "report_text"
+VARIANTS = ("report", "negated")
 _BATCH = 1024
 _SHOWN = 20
 
@@ -107,16 +111,20 @@ def resolve_tokenizer(cache_dir: str | Path, name: str | Path, vocab_size: int =
     return cache_tokenizer(cache_dir, vocab_size) if str(name) == WORDPIECE else name
 
 
-def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_length: int) -> Path:
-    """Tokenize the cache's reports with ``tokenizer_name`` (see ``create_tokenizer``); return the tokens folder.
+def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_length: int,
+                     variant: str = "report") -> Path:
+    """Tokenize the cache's reports (or their ``variant``, see :data:`VARIANTS`) with ``tokenizer_name`` (see
+    ``create_tokenizer``); return the tokens folder.
 
-    Idempotent: a complete folder for the same tokenizer, length and report texts is reused as it is; processes
-    that ask at once (DDP ranks) wait for the first to write it.
+    Idempotent: a complete folder for the same tokenizer, length, variant and report texts is reused as it is;
+    processes that ask at once (DDP ranks) wait for the first to write it.
     """
     from cxrl.models.text_tokenizer import create_tokenizer
 
     if max_length < 2:
         raise DataError(f"tokenize_reports: max_length must be at least 2, found {max_length}")
+    if variant not in VARIANTS:
+        raise DataError(f"tokenize_reports: variant {variant!r} is not one of {', '.join(VARIANTS)}")
     cache = as_cache(cache_dir)
     texts = report_texts(cache.records)
     tokenizer = create_tokenizer(tokenizer_name)
@@ -126,12 +134,25 @@ def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_leng
         "max_length": max_length,
         "texts_sha256": hashlib.sha256(json.dumps(texts.tolist()).encode()).hexdigest(),
         "format": TOKENS_FORMAT,
+        **({"variant": variant} if variant != "report" else {}),  # report folders written before variants match
     }
-    folder = cache.path / TOKENS_DIR / f"{_slug(tokenizer_name)}-{manifest['tokenizer_sha256'][:8]}-L{max_length}"
+    suffix = "" if variant == "report" else f"-{variant}"
+    name = f"{_slug(tokenizer_name)}-{manifest['tokenizer_sha256'][:8]}-L{max_length}{suffix}"
+    folder = cache.path / TOKENS_DIR / name
     with _locked(cache.path):
         if not _matches(folder, manifest):
-            _write_folder(folder, tokenizer, texts, manifest, cache.records.index)
+            _write_folder(folder, tokenizer, _variant_texts(texts, variant), manifest, cache.records.index)
     return folder
+
+
+def _variant_texts(texts: pd.Series, variant: str) -> pd.Series:
+    """``texts`` as :func:`tokenize_reports` tokenizes them for ``variant`` (None: no text)."""
+    if variant == "report":
+        return texts
+    from cxrl.data.text.negation import negate_report
+
+    bar = tqdm(texts, desc=f"{variant} reports", unit="report", disable=len(texts) < 1000)
+    return pd.Series([negate_report(t) for t in bar], index=texts.index, dtype=object)
 
 
 def _write_folder(folder: Path, tokenizer: Any, texts: pd.Series, manifest: dict[str, Any], index: pd.Index) -> None:
@@ -198,12 +219,12 @@ def load_tokens(folder: str | Path) -> ReportTokens:
     return ReportTokens(folder, ids, np.load(folder / "lengths.npy"), sentences, manifest)
 
 
-def report_columns(tokens: ReportTokens) -> dict[str, np.ndarray]:
-    """The batch columns of cached tokens, row-aligned with the cache: ``report_tokens`` (N, L) token ids (memory-
-    mapped), ``report_mask`` (N, L) bool, True on real tokens, and ``report_sentences`` (N, L) each token's
-    sentence number (0: special tokens and padding) (a method's ``column_arrays``)."""
+def report_columns(tokens: ReportTokens, prefix: str = "report") -> dict[str, np.ndarray]:
+    """The batch columns of cached tokens, row-aligned with the cache: ``{prefix}_tokens`` (N, L) token ids
+    (memory-mapped), ``{prefix}_mask`` (N, L) bool, True on real tokens, and ``{prefix}_sentences`` (N, L) each
+    token's sentence number (0: special tokens and padding) (a method's ``column_arrays``)."""
     mask = np.arange(tokens.ids.shape[1])[None, :] < tokens.lengths[:, None]
-    return {"report_tokens": tokens.ids, "report_mask": mask, "report_sentences": tokens.sentences}
+    return {f"{prefix}_tokens": tokens.ids, f"{prefix}_mask": mask, f"{prefix}_sentences": tokens.sentences}
 
 
 def _matches(folder: Path, wanted: dict[str, Any]) -> bool:

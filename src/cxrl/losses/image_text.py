@@ -26,6 +26,8 @@ def image_text_info_nce(
     image_weight: float = 0.5,
     gather: bool = False,
     valid: torch.Tensor | None = None,
+    hard_text: torch.Tensor | None = None,
+    hard_valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``mean_i [lam l_i^{v->t} + (1 - lam) l_i^{t->v}]`` (ConVIRT, Zhang et al. 2022; CLIP at ``lam = 1/2``).
 
@@ -34,7 +36,9 @@ def image_text_info_nce(
     scored against the other modality of every rank, gathered with gradients (open_clip's ``local_loss`` with
     ``gather_with_grad``); the targets are offset by the rank, and every rank must hold the same batch size.
     ``valid`` (B,) bool marks the rows that have a report: the others are no query and their text no candidate
-    (their image stays a negative for the other reports). Computed in float32 whatever the autocast dtype outside.
+    (their image stays a negative for the other reports). ``hard_text`` (B, D) are extra candidates of the
+    image-to-text term only (NegCLIP's hard negative captions, Yuksekgonul et al. 2023), gathered like ``text``;
+    ``hard_valid`` (B,) bool marks the real ones. Computed in float32 whatever the autocast dtype outside.
     """
     if not 0.0 <= image_weight <= 1.0:
         raise ValueError(f"image_text_info_nce: image_weight must be in [0, 1], found {image_weight}")
@@ -43,16 +47,28 @@ def image_text_info_nce(
     with torch.autocast(image.device.type, enabled=False):
         v, t, all_v, all_t, targets = _joint_space(image, text, gather)
         image_to_text = v @ all_t.T / temperature
-        if valid is None:
+        weight = None if valid is None else valid.float()
+        if weight is not None:
+            image_to_text = image_to_text.masked_fill(~_all_valid(weight, gather)[None, :], float("-inf"))
+        if hard_text is not None:
+            image_to_text = torch.cat([image_to_text, _hard_logits(v, hard_text, hard_valid, temperature, gather)], 1)
+        if weight is None:
             return (image_weight * F.cross_entropy(image_to_text, targets)
                     + (1 - image_weight) * F.cross_entropy(t @ all_v.T / temperature, targets))
-        weight = valid.float()
-        all_valid = _all_valid(weight, gather)
-        image_to_text = image_to_text.masked_fill(~all_valid[None, :], float("-inf"))
         image_to_text = torch.where(weight[:, None] > 0, image_to_text, 0.0)  # no query: no -inf row (NaN)
         per_row = (image_weight * F.cross_entropy(image_to_text, targets, reduction="none")
                    + (1 - image_weight) * F.cross_entropy(t @ all_v.T / temperature, targets, reduction="none"))
         return (per_row * weight).sum() / weight.sum().clamp(min=1)
+
+
+def _hard_logits(v: torch.Tensor, hard_text: torch.Tensor, hard_valid: torch.Tensor | None,
+                 temperature: float | torch.Tensor, gather: bool) -> torch.Tensor:
+    """Logits of images ``v`` against the hard negative texts (every rank's when ``gather``), -inf where not valid."""
+    h = F.normalize(hard_text.float(), dim=1)
+    logits = v @ (distributed.gather(h) if gather else h).T / temperature
+    if hard_valid is None:
+        return logits
+    return logits.masked_fill(~_all_valid(hard_valid.float(), gather)[None, :], float("-inf"))
 
 
 def _joint_space(image: torch.Tensor, text: torch.Tensor, gather: bool) -> tuple[torch.Tensor, ...]:

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from cxrl.data.text_features import cached_sentence_features, cached_text_features
 from cxrl.data.tokens import ReportTokens, load_tokens, report_columns, resolve_tokenizer, tokenize_reports
 from cxrl.errors import ConfigError
 from cxrl.losses.image_text import LogitScale, dhn_nce, image_text_info_nce, semantic_matching_loss
@@ -24,7 +26,7 @@ from cxrl.methods.base import Batch, BuildContext, Logs, PretrainMethod
 from cxrl.methods.registry import register_method
 from cxrl.models.image_text import Projection
 from cxrl.models.text import TextFeatures, create_text_encoder
-from cxrl.transforms import convirt_views, sentence_view
+from cxrl.transforms import choose_sentences, convirt_views, sentence_view
 
 LOSSES = ("info_nce", "dhn_nce", "semantic")
 
@@ -41,6 +43,8 @@ class ConVIRTConfig:
     vocab_size: int = 4096  # the 'wordpiece' tokenizer's
     max_length: int = 128  # report tokens kept (findings + impression)
     sentence_prob: float = 0.0  # ConVIRT's t_u: the share of reports cut to one random sentence per step (paper: 1)
+    negation_negatives: bool = False  # NegCLIP-style: each report's negation flip is an extra image-to-text
+    #                                   negative (cxrl.data.text.negation; info_nce only)
     pooling: str | None = None  # cls | mean | medclip (cxrl.models.text); None: the text encoder's default
     tiny_width: int = 64  # tiny_text only: hidden size (4x in the feed-forward, one head per 32)
     tiny_layers: int = 2  # tiny_text only: transformer layers
@@ -55,6 +59,9 @@ class ConVIRTConfig:
     hn_alpha: float = 0.0  # dhn_nce: weight of the positive put back in the denominator (HN-NCE); 0: decoupled
     text_lr: float | None = None  # learning rate of the text encoder; None: the run's lr
     freeze_text_layers: int = 0  # ConVIRT freezes the embeddings and the first 6 BERT layers
+    locked_text: bool = False  # LiT-style locked text tower (e.g. minilm): frozen whole, its pooled report (and,
+    #                            with sentence_prob, sentence) features computed once and cached
+    #                            (cxrl.data.text_features); the image tower and the projections learn
 
 
 @register_method("convirt", config=ConVIRTConfig, aliases=("clip",))
@@ -62,6 +69,7 @@ class ConVIRT(PretrainMethod):
     """Image-report contrastive pre-training (ConVIRT / CLIP); exports image and text encoders and projections."""
 
     columns = ("image", "index", "report_tokens", "report_mask")
+    pooled_text_only = True  # the loss reads only pooled report features (so a locked tower's cache serves it)
 
     def __init__(self, encoder: nn.Module, cfg: ConVIRTConfig, ctx: BuildContext) -> None:
         super().__init__()
@@ -82,29 +90,84 @@ class ConVIRT(PretrainMethod):
         self.views = convirt_views(ctx.image_size)
         if cfg.loss not in LOSSES:
             raise ConfigError(f"method.loss={cfg.loss!r}: choose one of {', '.join(LOSSES)}")
+        if cfg.negation_negatives and cfg.loss != "info_nce":
+            raise ConfigError(f"method.negation_negatives=true needs method.loss=info_nce, not {cfg.loss!r}")
+        self.sentence_tables: dict[str, np.ndarray] = {}  # locked_text with sentence_prob: cached sentence features
+        if cfg.locked_text:
+            lock_text_tower(self, cfg)
         # only what the loss reads travels through the loader
-        self.columns = (*type(self).columns, *(("report_sentences",) if cfg.sentence_prob > 0 else ()),
+        texts = ("report", "negated") if cfg.negation_negatives else ("report",)
+        self.columns = (*type(self).columns, *(f"{t}_sentences" for t in texts if cfg.sentence_prob > 0),
+                        *(("negated_tokens", "negated_mask") if cfg.negation_negatives else ()),
+                        *(f"{t}_features" for t in texts if cfg.locked_text),
+                        *(f"{t}_sentence_rows" for t in texts if cfg.locked_text and cfg.sentence_prob > 0),
                         *(("labels",) if cfg.loss == "semantic" else ()))
 
     def column_arrays(self, cache: Any) -> dict[str, np.ndarray]:
-        return report_columns(self.report_tokens(cache))
+        arrays = {}
+        for text in ("report", "negated") if self.cfg.negation_negatives else ("report",):
+            tokens = self.report_tokens(cache, text)
+            arrays |= report_columns(tokens, text)
+            if self.cfg.locked_text:
+                arrays[f"{text}_features"] = cached_text_features(tokens, self.text)
+            if self.cfg.locked_text and self.cfg.sentence_prob > 0:
+                table, arrays[f"{text}_sentence_rows"] = cached_sentence_features(tokens, self.text)
+                self.sentence_tables[text] = table
+        return arrays
 
-    def report_tokens(self, cache: Any) -> ReportTokens:
-        """The cache's reports in this text tower's tokens (the token cache, written once)."""
-        return load_tokens(tokenize_reports(cache.path, self.tokenizer or self.cfg.text_encoder, self.cfg.max_length))
+    def report_tokens(self, cache: Any, variant: str = "report") -> ReportTokens:
+        """The cache's reports (or their ``variant``) in this text tower's tokens (the token cache, written once)."""
+        tokenizer = self.tokenizer or self.cfg.text_encoder
+        return load_tokens(tokenize_reports(cache.path, tokenizer, self.cfg.max_length, variant))
 
     def loss(self, views: Sequence[torch.Tensor], batch: Batch) -> tuple[torch.Tensor, Logs]:
         text = self.text_features(batch)
         return self.global_loss(*self.joint(self.encoder(views[0]), text), batch), {}
 
-    def text_features(self, batch: Batch) -> TextFeatures:
-        """The text tower on the batch's report tokens (a random sentence with ``sentence_prob``), padding every
-        row shares cut off."""
-        ids, mask = batch["report_tokens"], batch["report_mask"]
+    def text_features(self, batch: Batch, text: str = "report") -> TextFeatures:
+        """The text tower on the batch's ``text`` view (:meth:`text_view`); a locked tower's cached pooled features
+        in training (``tokens`` then holds no per-token features)."""
+        if self.cfg.locked_text and self.training:
+            mask = batch[f"{text}_mask"].bool()
+            return TextFeatures(pooled=self.locked_features(batch, text), tokens=mask.new_zeros(0), mask=mask)
+        return self.text(*self.text_view(batch, text))
+
+    def locked_features(self, batch: Batch, text: str) -> torch.Tensor:
+        """A locked tower's cached features of the batch's ``text`` view: whole reports, or with ``sentence_prob``
+        the cached features of the sentence :meth:`text_view` would keep (the same draw)."""
+        pooled = batch[f"{text}_features"].float()
+        if self.cfg.sentence_prob <= 0:
+            return pooled
+        if "sentence_choice" not in batch:
+            batch["sentence_choice"] = choose_sentences(batch[f"{text}_mask"], batch[f"{text}_sentences"],
+                                                        self.cfg.sentence_prob)
+        chosen = batch["sentence_choice"]
+        cut = (chosen > 0).nonzero().flatten()
+        rows = batch[f"{text}_sentence_rows"][cut, chosen[cut] - 1].cpu().numpy()
+        sentences = torch.from_numpy(np.asarray(self.sentence_tables[text][np.maximum(rows, 0)]))
+        keep = torch.from_numpy(rows >= 0).to(pooled.device)  # a flip may have fewer sentences (truncation)
+        return pooled.index_put((cut[keep],), sentences.to(pooled)[keep])
+
+    def text_view(self, batch: Batch, text: str = "report") -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and mask of the batch's ``{text}_tokens`` (a random sentence with ``sentence_prob``: the
+        report's draw, kept in ``batch["sentence_choice"]``, serves its negation flip too), shared padding cut."""
+        ids, mask = batch[f"{text}_tokens"], batch[f"{text}_mask"]
         if self.training and self.cfg.sentence_prob > 0:
-            ids, mask = sentence_view(ids, mask, batch["report_sentences"], self.cfg.sentence_prob)
+            if "sentence_choice" not in batch:
+                batch["sentence_choice"] = choose_sentences(mask, batch[f"{text}_sentences"], self.cfg.sentence_prob)
+            ids, mask = sentence_view(ids, mask, batch[f"{text}_sentences"], 0, batch["sentence_choice"])
         width = max(int(mask.sum(1).max()), 1)
-        return self.text(ids[:, :width].long(), mask[:, :width].long())
+        return ids[:, :width].long(), mask[:, :width].long()
+
+    def negation_negatives(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``hard_text`` (B, D) the joint-space negation flips of the batch's report views and ``hard_valid``: a
+        flip that exists and differs from its report view (a sentence naming no finding flips to itself)."""
+        (ids, mask), (flip_ids, flip_mask) = self.text_view(batch), self.text_view(batch, "negated")
+        width = max(ids.shape[1], flip_ids.shape[1])
+        same = (F.pad(ids * mask, (0, width - ids.shape[1])) == F.pad(flip_ids * flip_mask,
+                                                                     (0, width - flip_ids.shape[1]))).all(1)
+        flip = self.text_features(batch, "negated")
+        return {"hard_text": self.text_projection(flip.pooled), "hard_valid": flip.mask.any(1) & ~same}
 
     def joint(self, pooled: torch.Tensor, text: TextFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pooled image features ``(B, F)`` and the text tower's output in the joint space: image ``(B, D)``,
@@ -120,7 +183,8 @@ class ConVIRT(PretrainMethod):
         if self.cfg.loss == "semantic":  # this rank's pairs; a report's labels are its image's
             labels = batch["labels"]
             return semantic_matching_loss(image, text[valid], labels, labels[valid], temperature)
-        return image_text_info_nce(image, text, temperature, self.cfg.image_weight, gather=True, valid=valid)
+        hard = self.negation_negatives(batch) if self.cfg.negation_negatives and self.training else {}
+        return image_text_info_nce(image, text, temperature, self.cfg.image_weight, gather=True, valid=valid, **hard)
 
     def temperature(self) -> float | torch.Tensor:
         """The fixed ``temperature``, or ``1 / logit scale`` when it is learnt (``learn_temperature``)."""
@@ -141,6 +205,14 @@ class ConVIRT(PretrainMethod):
 
     def lr_groups(self) -> list[tuple[nn.Module, float | None]]:
         return [(self.text, self.cfg.text_lr), (self, None)]
+
+
+def lock_text_tower(method: ConVIRT, cfg: ConVIRTConfig) -> None:
+    """Freeze the whole text tower for ``locked_text``, refusing what needs it to run in training."""
+    if not method.pooled_text_only:
+        raise ConfigError(f"method.locked_text=true: {cfg.name} reads per-token text features in training, which "
+                          "the cache of pooled features does not hold")
+    method.text.requires_grad_(False)
 
 
 def freeze_text_layers(text: nn.Module, n_layers: int) -> None:

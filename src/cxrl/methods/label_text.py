@@ -62,6 +62,8 @@ class LabelTextConfig(ConVIRTConfig):
 class LabelText(ConVIRT):
     """ConVIRT plus classification against per-finding text embeddings kept orthogonal; exports as ConVIRT."""
 
+    pooled_text_only = False
+
     def __init__(self, encoder: nn.Module, cfg: LabelTextConfig, ctx: BuildContext) -> None:
         frozen_text = not cfg.text_branch if cfg.freeze_text is None else cfg.freeze_text
         check_switches(cfg, frozen_text)

@@ -62,6 +62,7 @@ class MedCLIP(ConVIRT):
     """Decoupled image-text pre-training with MedCLIP's semantic matching; exports ConVIRT's towers and heads."""
 
     columns = ("image", "index", "labels")
+    pooled_text_only = False
 
     def __init__(self, encoder: nn.Module, cfg: MedCLIPConfig, ctx: BuildContext) -> None:
         for key, bad in (("loss", cfg.loss != "semantic"), ("sentence_prob", cfg.sentence_prob > 0),

@@ -31,6 +31,8 @@ class WordRegionFeatures:
 class WordRegionMethod(ConVIRT):
     """ConVIRT plus region (1x1 conv of the map) and word (linear) projections; ``cfg`` needs ``local_dim``."""
 
+    pooled_text_only = False
+
     def __init__(self, encoder: nn.Module, cfg, ctx: BuildContext) -> None:
         super().__init__(encoder, cfg, ctx)
         channels = probe_feature_maps(encoder, ctx.image_size, n=1)[-1].shape[1]

@@ -106,7 +106,7 @@ def create_text_encoder(
             raise ConfigError(f"text encoder {name!r}: unknown argument(s) {sorted(kwargs)}")
         from transformers import AutoModel
 
-        model = from_pretrained(AutoModel, source, "text encoder").float()
+        model = from_pretrained(AutoModel, source, "text encoder").float().train()  # HF loads it in eval mode
         tok = create_tokenizer(tokenizer or name)
     else:
         raise ConfigError(f"unknown text encoder {name!r}; known: {list_text_encoders()}")

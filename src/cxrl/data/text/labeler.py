@@ -95,6 +95,20 @@ def _aggregate(labels: list[float]) -> float:
     return next(v for v in (POSITIVE, UNCERTAIN, NEGATIVE) if v in labels)
 
 
+def clauses(sentence: str) -> list[str]:
+    """The labeler's scopes in one sentence: its clauses, further cut at ``phrases.SCOPE_BREAKS``."""
+    return [c for part in split_clauses(sentence) for c in _SCOPE_BREAK.split(part)]
+
+
+def sentence_labels(sentence: str) -> dict[str, float]:
+    """The findings one sentence mentions, each with its aggregated label (1, 0 or -1); empty when none."""
+    mentions: dict[str, list[float]] = {}
+    for clause in clauses(sentence):
+        for finding, labels in clause_mentions(clause).items():
+            mentions.setdefault(finding, []).extend(labels)
+    return {f: _aggregate(v) for f, v in mentions.items()}
+
+
 def label_report(text: str, cues: bool = True) -> dict[str, float]:
     """The 14 CheXpert labels of one report, in ``CHEXPERT_PATHOLOGIES`` order (NaN = not mentioned).
 
@@ -103,7 +117,7 @@ def label_report(text: str, cues: bool = True) -> dict[str, float]:
     mentions: dict[str, list[float]] = {}
     other_abnormal = False
     for sentence in split_sentences(text):
-        for clause in (c for part in split_clauses(sentence) for c in _SCOPE_BREAK.split(part)):
+        for clause in clauses(sentence):
             for finding, labels in clause_mentions(clause, cues).items():
                 mentions.setdefault(finding, []).extend(labels)
             other = (classify(clause, m.start(), m.end(), cues) for m in _OTHER.finditer(clause))

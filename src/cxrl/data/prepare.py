@@ -25,6 +25,7 @@ import logging
 import os
 import platform
 import shutil
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -58,6 +59,7 @@ GEOMETRY = ("orig_height", "orig_width", "scale", "pad_top", "pad_left")
 MIMIC_EQUALIZED = "MIMIC-CXR-JPG is already histogram-equalized; not equalizing it again"
 MIN_SIDE = 16  # pixels: a shorter source side cannot be a radiograph
 MAX_ASPECT = 4.0  # a longer side over this many times the shorter one is a strip, not a radiograph
+LOCK_WAIT_S = 10.0  # seconds a prepare waits for a killed one's workers to exit and free the cache folder
 TOKENS_DIR, TOKENIZERS_DIR = "tokens", "tokenizers"  # as in cxrl.data.tokens (not imported here: it loads torch)
 
 # A chunk's outcome: per row either [orig_height, orig_width, scale, pad_top, pad_left] or a skip reason.
@@ -260,13 +262,24 @@ def _equalize_mode(equalize: str | None, records: pd.DataFrame) -> str:
 
 @contextlib.contextmanager
 def _exclusive(out: Path) -> Iterator[None]:
-    """Hold an advisory lock on the cache folder, so two prepares never write one cache (freed if killed)."""
+    """Hold an advisory lock on the cache folder, so two prepares never write one cache (freed if killed).
+
+    Forked workers share the lock, so a killed prepare frees it only once its workers have exited too: a rerun
+    waits up to ``LOCK_WAIT_S`` seconds for that before it calls the folder busy.
+    """
     fd = os.open(out, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise DataError(f"another `cxrl prepare` is writing {out}; wait for it or choose another folder") from e
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as e:
+                if time.monotonic() >= deadline:
+                    raise DataError(
+                        f"another `cxrl prepare` is writing {out}; wait for it or choose another folder"
+                    ) from e
+                time.sleep(0.05)
         yield
     finally:
         os.close(fd)

@@ -47,8 +47,9 @@ class Preset:
 
 
 PRESETS = {
-    # Under 15 minutes on a 2-core laptop CPU (10 min measured). ConVIRT with a locked text tower steps twice as
-    # fast as SimCLR (one view, no text tower in the loop); its 60 epochs plus the MiniLM features take 3x SimCLR's 12.
+    # 10 min measured on a 2-core AMD EPYC, 21 min on a 2-core Intel Xeon (family 6, model 167). ConVIRT with a
+    # locked text tower steps twice as fast as SimCLR (one view, no text tower in the loop); its 60 epochs plus the
+    # MiniLM features take 3x SimCLR's 12.
     "cpu": Preset(
         n_images=5000, patients=2000, render_size=128, cache_size=64, backbone="tiny_cnn", batch_size=128,
         max_epochs=12, lr=2e-3, optimizer="adamw", warmup_epochs=1, seeds=3, finetune_epochs=4,

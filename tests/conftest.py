@@ -13,6 +13,11 @@ import torch
 from cxrl.data.labels import PATHOLOGIES
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the ``longest`` tests first: at the end of the queue they ran alone while the other xdist worker idled."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models and problems run fastest single-threaded on a shared 2-core CPU (no OpenMP barrier stalls)."""

@@ -31,6 +31,7 @@ def test_demo_end_to_end_and_resumes(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_demo_claims_simclr_beats_random_init_and_convirt_meets_issue_10s_targets(tmp_path):
     """The README's claims, on the demo exactly as `make demo` runs it (cpu preset, seed 0; one run for all three):
     at 1 % of the labels SimCLR beats a random-init encoder by >= 0.10 macro AUROC (linear probe, mean over seeds);
